@@ -1,0 +1,101 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let serviceDependencies: [Target.Dependency] = [
+    "Shared",
+    .product(name: "Hummingbird", package: "hummingbird"),
+    .product(name: "PostgresNIO", package: "postgres-nio"),
+    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+    .product(name: "Logging", package: "swift-log"),
+]
+
+let package = Package(
+    name: "Skiff",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "gateway", targets: ["Gateway"]),
+        .executable(name: "auth", targets: ["Auth"]),
+        .executable(name: "chat", targets: ["Chat"]),
+        .executable(name: "files", targets: ["Files"]),
+        .executable(name: "retrieval", targets: ["Retrieval"]),
+        .executable(name: "realtime", targets: ["Realtime"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", exact: "2.5.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", exact: "5.8.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CHiredis",
+            path: "Sources/CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .target(
+            name: "Shared",
+            dependencies: [
+                "CHiredis",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Shared",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "Gateway",
+            dependencies: serviceDependencies + [
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Services/gateway",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "Auth",
+            dependencies: serviceDependencies + [
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Services/auth",
+            resources: [.copy("Migrations")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "Chat", dependencies: serviceDependencies, path: "Services/chat",
+            resources: [.copy("Migrations")], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Files", dependencies: serviceDependencies, path: "Services/files",
+            resources: [.copy("Migrations")], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Retrieval", dependencies: serviceDependencies, path: "Services/retrieval",
+            resources: [.copy("Migrations")], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Realtime", dependencies: serviceDependencies, path: "Services/realtime",
+            resources: [.copy("Migrations")], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SharedTests",
+            dependencies: [
+                "Shared",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            path: "Tests/SharedTests",
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

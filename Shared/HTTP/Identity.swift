@@ -1,0 +1,65 @@
+// Who is calling: resolved by the gateway, passed to services in internal headers with the internal secret.
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// The caller of a request as the gateway resolved it.
+public struct Identity: Sendable, Equatable {
+    /// How the caller proved who they are.
+    public enum Method: String, Sendable {
+        case jwt
+        case apiKey = "api_key"
+    }
+
+    public var userID: String
+    public var role: String
+    public var method: Method
+    /// The JWT's `jti` and `exp` when the caller used a session token.
+    public var tokenID: String?
+    public var tokenExpiry: Int?
+
+    public init(userID: String, role: String, method: Method, tokenID: String? = nil, tokenExpiry: Int? = nil) {
+        self.userID = userID
+        self.role = role
+        self.method = method
+        self.tokenID = tokenID
+        self.tokenExpiry = tokenExpiry
+    }
+
+    public var isAdmin: Bool { role == "admin" }
+    /// Open WebUI's verified roles: `user` and `admin` (not `pending`).
+    public var isVerified: Bool { role == "user" || role == "admin" }
+}
+
+/// Header names that carry the identity between gateway and services.
+public enum InternalHeader {
+    public static let secret = HTTPField.Name("X-Skiff-Internal-Secret")!
+    public static let userID = HTTPField.Name("X-Skiff-User-Id")!
+    public static let role = HTTPField.Name("X-Skiff-User-Role")!
+    public static let method = HTTPField.Name("X-Skiff-Auth")!
+    public static let tokenID = HTTPField.Name("X-Skiff-Token-Id")!
+    public static let tokenExpiry = HTTPField.Name("X-Skiff-Token-Exp")!
+    public static let all = [secret, userID, role, method, tokenID, tokenExpiry]
+
+    /// Writes an identity into headers (the gateway does this for every proxied request).
+    public static func write(_ identity: Identity?, secret: String, into headers: inout HTTPFields) {
+        for name in all { headers[name] = nil }
+        headers[Self.secret] = secret
+        guard let identity else { return }
+        headers[userID] = identity.userID
+        headers[role] = identity.role
+        headers[method] = identity.method.rawValue
+        if let tokenID = identity.tokenID { headers[Self.tokenID] = tokenID }
+        if let expiry = identity.tokenExpiry { headers[tokenExpiry] = String(expiry) }
+    }
+
+    /// Reads the identity a gateway wrote; nil when the request is anonymous.
+    public static func read(_ headers: HTTPFields) -> Identity? {
+        guard let id = headers[userID], let role = headers[role],
+            let method = headers[method].flatMap(Identity.Method.init(rawValue:))
+        else { return nil }
+        return Identity(
+            userID: id, role: role, method: method, tokenID: headers[tokenID],
+            tokenExpiry: headers[tokenExpiry].flatMap { Int($0) })
+    }
+}

@@ -1,0 +1,102 @@
+// Decodes request bodies into API types, reporting failures the way FastAPI does (422 with a list).
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// Limits and decoding for JSON request bodies.
+public enum RequestBody {
+    /// Largest JSON body a service accepts by default (1 MiB).
+    public static let defaultLimit = 1 << 20
+
+    /// Collects the body, refusing more than `limit` bytes with 413.
+    public static func collect(_ request: Request, limit: Int = defaultLimit) async throws -> ByteBuffer {
+        do {
+            return try await request.body.collect(upTo: limit)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw APIError.bodyTooLarge
+        } catch is APIError {
+            throw APIError.bodyTooLarge
+        } catch {
+            // Hummingbird reports an over-long body as a generic error on some paths.
+            throw APIError.bodyTooLarge
+        }
+    }
+
+    /// Decodes a JSON body as `T`; malformed or mistyped bodies become FastAPI's 422 list.
+    public static func decode<T: Decodable>(
+        _ type: T.Type, from request: Request, limit: Int = defaultLimit
+    ) async throws -> T {
+        let buffer = try await collect(request, limit: limit)
+        return try decode(type, from: Data(buffer: buffer))
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
+        let input: JSONValue
+        do {
+            input = try JSONDecoder().decode(JSONValue.self, from: data)
+        } catch {
+            throw APIError.validation([
+                ValidationIssue(
+                    type: "json_invalid", loc: [.string("body"), .int(data.count)], msg: "JSON decode error",
+                    input: .object([:]), ctx: .object(["error": .string("Expecting value")]))
+            ])
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch let error as DecodingError {
+            throw APIError.validation([issue(for: error, input: input)])
+        }
+    }
+
+    static func issue(for error: DecodingError, input: JSONValue) -> ValidationIssue {
+        func location(_ path: [any CodingKey]) -> [JSONValue] {
+            [.string("body")] + path.map { key in key.intValue.map(JSONValue.int) ?? .string(key.stringValue) }
+        }
+        func value(at path: [any CodingKey]) -> JSONValue {
+            var current = input
+            for key in path {
+                if let index = key.intValue, case .array(let items) = current, index < items.count {
+                    current = items[index]
+                } else if let next = current[key.stringValue] {
+                    current = next
+                } else {
+                    return .null
+                }
+            }
+            return current
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            let path = context.codingPath
+            return ValidationIssue(
+                type: "missing", loc: location(path + [key]), msg: "Field required", input: value(at: path))
+        case .valueNotFound(let expected, let context), .typeMismatch(let expected, let context):
+            let (kind, message) = describe(expected)
+            let path = context.codingPath
+            if case .object = input, path.isEmpty {
+                return ValidationIssue(
+                    type: kind, loc: location(path), msg: message, input: value(at: path))
+            }
+            return ValidationIssue(type: kind, loc: location(path), msg: message, input: value(at: path))
+        case .dataCorrupted(let context):
+            return ValidationIssue(
+                type: "value_error", loc: location(context.codingPath),
+                msg: "Value error, \(context.debugDescription)", input: value(at: context.codingPath))
+        @unknown default:
+            return ValidationIssue(type: "value_error", loc: [.string("body")], msg: "Invalid body", input: input)
+        }
+    }
+
+    static func describe(_ type: Any.Type) -> (String, String) {
+        switch type {
+        case is String.Type: return ("string_type", "Input should be a valid string")
+        case is Int.Type: return ("int_type", "Input should be a valid integer")
+        case is Bool.Type: return ("bool_type", "Input should be a valid boolean")
+        case is Double.Type: return ("float_type", "Input should be a valid number")
+        default:
+            let name = String(describing: type)
+            if name.hasPrefix("Array") { return ("list_type", "Input should be a valid list") }
+            return ("dict_type", "Input should be a valid dictionary")
+        }
+    }
+}
