@@ -51,6 +51,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "JWTKit", package: "jwt-kit"),
             ],
             path: "Shared",
             swiftSettings: swiftSettings
@@ -73,7 +74,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Services/auth",
-            resources: [.copy("Migrations")],
+            resources: [.copy("Migrations"), .copy("Templates")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -22,8 +22,9 @@ for name in "${names[@]}"; do
     rss=$(kb VmRSS "$dir/status"); hwm=$(kb VmHWM "$dir/status")
     [ -n "$rss" ] || continue
     found=1; total=$((total + rss))
-    printf '%-10s %8s %10.1f %10.1f\n' "$name" "${dir#/proc/}" "$(echo "$rss / 1024" | bc -l)" "$(echo "${hwm:-0} / 1024" | bc -l)"
+    awk -v n="$name" -v p="${dir#/proc/}" -v r="$rss" -v h="${hwm:-0}" \
+      'BEGIN { printf "%-10s %8s %10.1f %10.1f\n", n, p, r / 1024, h / 1024 }'
   done
   [ $found -eq 1 ] || printf '%-10s %8s %10s %10s\n' "$name" - "not running" -
 done
-printf '%-10s %8s %10.1f\n' total "" "$(echo "$total / 1024" | bc -l)"
+awk -v t="$total" 'BEGIN { printf "%-10s %8s %10.1f\n", "total", "", t / 1024 }'

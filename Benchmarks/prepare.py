@@ -133,6 +133,9 @@ def main():
     log(f"ensuring {USERS} users {email(0)} .. {email(USERS - 1)} exist (one bcrypt hash each)")
     add_users(token)
     status, body = call("POST", "/api/v1/auths/signin", {"email": email(0), "password": USER_PASSWORD})
+    if status == 429:
+        die(f"{email(0)} is rate limited (sign-in attempts per e-mail and window): wait and retry, "
+            "or raise BENCH_USERS")
     if status != 200:
         die(f"test sign-in of {email(0)} answered {status}: {body} "
             "(users from an earlier run with another BENCH_USER_PASSWORD?)")

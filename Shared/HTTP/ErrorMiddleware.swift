@@ -3,13 +3,15 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOConcurrencyHelpers
 
 /// Turns thrown errors into the real server's error shape; 404 on a known path with another method is 405.
 public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    let knownRoutes: KnownRoutes
+    let routeTable: RouteTable
 
-    public init(knownRoutes: KnownRoutes = KnownRoutes([])) {
-        self.knownRoutes = knownRoutes
+    /// `routeTable` is filled once all routes are added (middleware must be added before them).
+    public init(routeTable: RouteTable = RouteTable()) {
+        self.routeTable = routeTable
     }
 
     public func handle(
@@ -18,7 +20,7 @@ public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch {
-            return Self.render(error, request: request, logger: context.logger, knownRoutes: knownRoutes)
+            return Self.render(error, request: request, logger: context.logger, knownRoutes: routeTable.routes)
         }
     }
 
@@ -50,6 +52,20 @@ public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         headers[.contentType] = "application/json"
         let body = JSONValue.object(["detail": apiError.detail]).jsonText
         return Response(status: apiError.status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+/// Holds the routes of a router once they are all added.
+public final class RouteTable: Sendable {
+    private let box = NIOLockedValueBox(KnownRoutes([]))
+
+    public init() {}
+
+    public var routes: KnownRoutes { box.withLockedValue { $0 } }
+
+    public func record<Context>(_ router: Router<Context>) {
+        let routes = KnownRoutes(router: router)
+        box.withLockedValue { $0 = routes }
     }
 }
 

@@ -4,7 +4,7 @@ import HTTPTypes
 import Hummingbird
 
 /// Limits and decoding for JSON request bodies.
-public enum RequestBody {
+public enum JSONBody {
     /// Largest JSON body a service accepts by default (1 MiB).
     public static let defaultLimit = 1 << 20
 

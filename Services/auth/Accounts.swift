@@ -1,0 +1,123 @@
+// What the auth routes share: stores, token signing, password hashing, events and settings.
+import Crypto
+import Foundation
+import HTTPTypes
+import HummingbirdBcrypt
+import Logging
+import NIOPosix
+import PostgresNIO
+import Shared
+
+/// Settings only the auth service reads.
+struct AuthSettings: Sendable {
+    var bcryptCost: Int
+    var cookieSameSite: String
+    var cookieSecure: Bool
+    var webuiName: String
+    var defaultLocale: String
+    var defaults: AdminConfig
+
+    init(environment env: Shared.Environment) {
+        bcryptCost = min(max(env.int("SKIFF_BCRYPT_COST", default: 12), 4), 31)
+        cookieSameSite = env.string("WEBUI_AUTH_COOKIE_SAME_SITE", default: "lax")
+        cookieSecure = env.bool("WEBUI_AUTH_COOKIE_SECURE", default: false)
+        webuiName = env.string("WEBUI_NAME", default: "Open WebUI")
+        defaultLocale = env.string("DEFAULT_LOCALE", default: "")
+        defaults = AdminConfig.defaults(env)
+    }
+}
+
+/// The auth service's shared machinery.
+struct Accounts: Sendable {
+    let users: UserStore
+    let groups: GroupStore
+    let config: ConfigStore
+    let tokens: SessionTokens
+    let outbox: Outbox
+    let postgres: PostgresClient
+    let redis: RedisClient
+    let settings: AuthSettings
+    let logger: Logger
+
+    // MARK: Passwords
+
+    func hashPassword(_ password: String) async throws -> String {
+        let cost = UInt8(settings.bcryptCost)
+        return try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
+    }
+
+    func verifyPassword(_ password: String, hash: String) async -> Bool {
+        // bcrypt looks at the first 72 bytes only, as the real server's verify does.
+        let candidate = String(decoding: Array(password.utf8.prefix(72)), as: UTF8.self)
+        return (try? await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(candidate, hash: hash) }) ?? false
+    }
+
+    /// A bcrypt hash to compare against when the email is unknown, so timing does not tell.
+    static let placeholderHash = Bcrypt.hash("skiff-placeholder", cost: 4)
+
+    static func checkPassword(_ password: String) throws {
+        if password.utf8.count > 72 {
+            throw APIError(
+                .badRequest,
+                "Uh-oh! The password you entered is too long. Please make sure your password is less than 72 bytes long.")
+        }
+    }
+
+    static func isValidEmail(_ email: String) -> Bool {
+        email.hasSuffix("@localhost") || email.range(of: #"^[^@]+@[^@]+\.[^@]+"#, options: .regularExpression) != nil
+    }
+
+    // MARK: Sessions
+
+    /// Signs a session token for the user and builds the sign-in reply and its cookie.
+    func session(for user: UserRecord, stamp: String) async throws -> (body: JSONValue, cookie: String) {
+        let config = try await self.config.current()
+        let lifetime = config.tokenLifetime
+        let claims = SessionClaims(userID: user.id, sessionStamp: stamp, lifetime: lifetime)
+        let token = try await tokens.sign(claims)
+        let permissions = Permissions.effective(
+            configured: config.userPermissions, groupGrants: try await groups.permissionGrants(ofUser: user.id))
+        let body: JSONValue = .object([
+            "id": .string(user.id), "name": .string(user.name), "role": .string(user.role),
+            "email": .string(user.email), "profile_image_url": .string("/api/v1/users/\(user.id)/profile/image"),
+            "token": .string(token), "token_type": .string("Bearer"),
+            "expires_at": claims.exp.map(JSONValue.int) ?? .null, "permissions": permissions,
+        ])
+        var cookie = "token=\(token); HttpOnly"
+        if let lifetime { cookie += "; Max-Age=\(lifetime)" }
+        cookie += "; Path=/; SameSite=\(settings.cookieSameSite)"
+        if settings.cookieSecure { cookie += "; Secure" }
+        return (body, cookie)
+    }
+
+    // MARK: API keys
+
+    static func newAPIKey() -> String {
+        "sk-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+    }
+
+    static func apiKeyHash(_ key: String) -> String {
+        SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// What GET shows of a stored key: its beginning and end.
+    static func apiKeyHint(_ key: String) -> String {
+        "\(key.prefix(7))...\(key.suffix(4))"
+    }
+
+    // MARK: Events
+
+    /// Writes an auth event into the outbox inside the caller's transaction.
+    func publish(_ type: String, actor: String?, data: [String: JSONValue], on connection: PostgresConnection) async throws {
+        try await outbox.enqueue(Event(type: type, actorID: actor, data: .object(data)), on: connection, logger: logger)
+    }
+}
+
+/// Tells the gateway that proxied a change which of its cached entries are stale now
+/// (the other gateway replicas learn it from the event stream).
+enum Invalidation {
+    static let header = HTTPField.Name("X-Skiff-Invalidate")!
+    static func user(_ id: String) -> HTTPFields { [header: "user:\(id)"] }
+    static let config: HTTPFields = [header: "config"]
+    static let all: HTTPFields = [header: "all"]
+}

@@ -1,0 +1,45 @@
+// Routes only the gateway calls (with the internal secret): who a token or key belongs to, and the gateway's config.
+import Foundation
+import Hummingbird
+import Shared
+
+struct InternalController {
+    let accounts: Accounts
+
+    var routes: RouteCollection<ServiceRequestContext> {
+        let routes = RouteCollection(context: ServiceRequestContext.self)
+        routes.get("principals/users/:id", use: userPrincipal)
+        routes.get("principals/api-keys/:hash", use: apiKeyPrincipal)
+        routes.get("gateway-config", use: gatewayConfig)
+        return routes
+    }
+
+    @Sendable func userPrincipal(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        guard let (role, stamp) = try await accounts.users.roleAndStamp(userID: id) else { throw APIError.notFound }
+        return try JSONResponse.make(Principal(id: id, role: role, sessionStamp: stamp, apiKeysPermitted: false))
+    }
+
+    /// The owner of a key (looked up by SHA-256) and whether they may use API keys at all.
+    @Sendable func apiKeyPrincipal(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let hash = try context.parameters.require("hash")
+        guard let owner = try await accounts.users.owner(apiKeyHash: hash) else { throw APIError.notFound }
+        var permitted = owner.role == "admin"
+        if !permitted {
+            let config = try await accounts.config.current()
+            let grants = try await accounts.groups.permissionGrants(ofUser: owner.id)
+            permitted = Permissions.allows(
+                Permissions.effective(configured: config.userPermissions, groupGrants: grants), "features.api_keys")
+        }
+        return try JSONResponse.make(Principal(id: owner.id, role: owner.role, sessionStamp: nil, apiKeysPermitted: permitted))
+    }
+
+    @Sendable func gatewayConfig(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let config = try await accounts.config.fresh()
+        return try JSONResponse.make(
+            GatewayPolicy(
+                enableAPIKeys: config.bool("ENABLE_API_KEYS"),
+                endpointRestrictions: config.bool("ENABLE_API_KEYS_ENDPOINT_RESTRICTIONS"),
+                allowedEndpoints: config.string("API_KEYS_ALLOWED_ENDPOINTS")))
+    }
+}

@@ -1,0 +1,64 @@
+// What every backend service starts with: logger, Postgres pool, Redis client, migrations, health routes.
+import Foundation
+import Hummingbird
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+
+/// The infrastructure a service runs on, built from its configuration.
+public struct ServiceRuntime: Sendable {
+    public let name: String
+    public let config: ServiceConfig
+    public let logger: Logger
+    public let postgres: PostgresClient
+    public let redis: RedisClient
+    public let routeTable = RouteTable()
+
+    public init(name: String, config: ServiceConfig) throws {
+        self.name = name
+        self.config = config
+        self.logger = config.logger(name)
+        self.postgres = try Database.makeClient(
+            url: config.databaseURL, poolSize: config.databasePoolSize, logger: config.logger("\(name).postgres"))
+        self.redis = try RedisClient(url: config.redisURL)
+    }
+
+    /// A router with the shared error rendering, the internal-secret check and `/health`, `/health/db`.
+    public func makeRouter() -> Router<ServiceRequestContext> {
+        let router = Router(context: ServiceRequestContext.self)
+        router.add(middleware: ErrorMiddleware(routeTable: routeTable))
+        router.add(middleware: InternalAuthMiddleware(secret: config.internalSecret))
+        let postgres = self.postgres
+        router.get("/health") { _, _ in Encoded(["status": true]) }
+        router.get("/health/db") { _, _ -> Encoded<[String: Bool]> in
+            guard await Database.isReachable(postgres) else { throw APIError.unavailable }
+            return Encoded(["status": true])
+        }
+        return router
+    }
+
+    /// Runs the service's migrations from its bundled `Migrations` folder (waits for Postgres to come up).
+    public func migrate(schema: String, directory: URL) async throws {
+        let runner = MigrationRunner(schema: schema, migrations: try Migration.load(from: directory))
+        try await runner.run(on: postgres, logger: logger)
+    }
+
+    /// The application: the router plus Postgres and any background services, stopped gracefully on SIGTERM.
+    /// Migrations from `migrations` run once the pool is up and before the server accepts requests.
+    public func makeApplication(
+        router: Router<ServiceRequestContext>, schema: String, migrations: URL, services: [any Service] = []
+    ) -> some ApplicationProtocol {
+        routeTable.record(router)
+        var app = Application(
+            router: router,
+            configuration: .init(address: .hostname(config.host, port: config.port), serverName: name),
+            logger: logger)
+        app.addServices(postgres)
+        for service in services { app.addServices(service) }
+        app.beforeServerStarts {
+            try await migrate(schema: schema, directory: migrations)
+        }
+        return app
+    }
+}
+
