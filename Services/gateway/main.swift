@@ -1,1 +1,43 @@
-print("hi")
+// The gateway: the one public endpoint. It resolves callers, enforces limits and forwards to the services.
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import NIOPosix
+import Shared
+
+let config = GatewayConfig()
+let logger = config.service.logger("gateway")
+let redis = try RedisClient(url: config.service.redisURL)
+let streamRedis = try RedisClient(url: config.service.redisURL)
+
+var clientConfiguration = HTTPClient.Configuration()
+clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
+clientConfiguration.timeout = .init(connect: .seconds(2))
+clientConfiguration.decompression = .disabled
+let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+
+let cache = PrincipalCache()
+let authLookup = AuthLookup(client: httpClient, baseURL: config.upstreams[.auth]!, internalSecret: config.service.internalSecret)
+let responder = GatewayResponder(
+    config: config,
+    authenticator: Authenticator(
+        tokens: await SessionTokens(secret: config.service.secretKey), redis: redis, cache: cache, auth: authLookup),
+    limiter: RateLimiter(redis: redis),
+    proxy: ServiceProxy(
+        client: httpClient, upstreams: config.upstreams, internalSecret: config.service.internalSecret,
+        maxBodySize: config.maxBodySize),
+    cors: CORSPolicy(allowedOrigins: config.corsAllowOrigins),
+    openAPI: OpenAPIDocument(client: httpClient, upstreams: config.upstreams, internalSecret: config.service.internalSecret),
+    cache: cache, logger: logger)
+
+let follower = StreamFollower(redis: streamRedis, stream: EventStream.auth, logger: logger) { event in
+    cache.apply(event: event)
+}
+
+var app = Application(
+    responder: responder,
+    configuration: .init(address: .hostname(config.service.host, port: config.service.port), serverName: "skiff-gateway"),
+    logger: logger)
+app.addServices(follower)
+try await app.runService()
+try await httpClient.shutdown()

@@ -34,6 +34,10 @@ public struct ServiceRuntime: Sendable {
             guard await Database.isReachable(postgres) else { throw APIError.unavailable }
             return Encoded(["status": true])
         }
+        let routeTable = self.routeTable
+        router.get("/internal/routes") { _, _ in
+            Encoded(routeTable.routes.all.map { ["method": $0.method.rawValue, "path": $0.path] })
+        }
         return router
     }
 

@@ -1,0 +1,85 @@
+// Resolves the caller of a request: Bearer JWT, Bearer `sk-` key, the `token` cookie or `x-api-key`.
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Shared
+
+struct Authenticator: Sendable {
+    let tokens: SessionTokens
+    let redis: RedisClient
+    let cache: PrincipalCache
+    let auth: AuthLookup
+
+    static let apiKeyNotAllowed = "Use of API key is not enabled in the environment."
+
+    /// The credential a request carries, in the real server's order of precedence.
+    static func credential(in headers: HTTPFields) -> String? {
+        if let header = headers[.authorization] {
+            let parts = header.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, !parts[1].isEmpty { return String(parts[1]) }
+        }
+        if let cookie = Cookies.value(named: "token", in: headers) { return cookie }
+        if let key = headers[HTTPField.Name("x-api-key")!], !key.isEmpty { return key }
+        return nil
+    }
+
+    /// The caller; nil when the request has no credential. Bad credentials throw the real server's 401/403.
+    func identify(_ request: Request, path: String) async throws -> Identity? {
+        guard let credential = Self.credential(in: request.headers) else { return nil }
+        if credential.hasPrefix("sk-") {
+            return try await identifyAPIKey(credential, path: path)
+        }
+        return try await identifyToken(credential)
+    }
+
+    private func identifyToken(_ token: String) async throws -> Identity {
+        guard let claims = await tokens.verify(token) else { throw APIError(.unauthorized, ErrorText.unauthorized) }
+        if let jti = claims.jti {
+            let revoked: RESPValue
+            do {
+                revoked = try await redis.send(["EXISTS", RevokedTokens.key(jti)])
+            } catch {
+                throw APIError.unavailable
+            }
+            if revoked.int == 1 { throw APIError(.unauthorized, "Invalid token") }
+        }
+        guard let principal = try await user(claims.id) else { throw APIError.invalidToken }
+        if let stamp = claims.sessionStamp, let current = principal.sessionStamp, stamp != current {
+            throw APIError(.unauthorized, "Invalid token")
+        }
+        return Identity(userID: principal.id, role: principal.role, method: .jwt, tokenID: claims.jti, tokenExpiry: claims.exp)
+    }
+
+    private func identifyAPIKey(_ key: String, path: String) async throws -> Identity {
+        let hash = SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+        let principal: PrincipalInfo?
+        if let cached = cache.apiKey(hash) {
+            principal = cached
+        } else {
+            principal = try await auth.principal(apiKeyHash: hash)
+            cache.storeAPIKey(hash, principal)
+        }
+        guard let principal else { throw APIError.invalidToken }
+        let policy = try await self.policy()
+        guard policy.enableAPIKeys, principal.apiKeysPermitted else {
+            throw APIError(.forbidden, Self.apiKeyNotAllowed)
+        }
+        guard policy.allows(path: path) else { throw APIError.forbidden }
+        return Identity(userID: principal.id, role: principal.role, method: .apiKey)
+    }
+
+    private func user(_ id: String) async throws -> PrincipalInfo? {
+        if let cached = cache.user(id) { return cached }
+        let principal = try await auth.principal(userID: id)
+        cache.storeUser(id, principal)
+        return principal
+    }
+
+    private func policy() async throws -> GatewayPolicy {
+        if let cached = cache.currentPolicy() { return cached }
+        let policy = try await auth.policy()
+        cache.storePolicy(policy)
+        return policy
+    }
+}

@@ -1,0 +1,117 @@
+// The gateway's request pipeline: timing, CORS, local routes, caller resolution, limits, forwarding.
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import Shared
+
+struct GatewayResponder: HTTPResponder {
+    typealias Context = BasicRequestContext
+
+    let config: GatewayConfig
+    let authenticator: Authenticator
+    let limiter: RateLimiter
+    let proxy: ServiceProxy
+    let cors: CORSPolicy
+    let openAPI: OpenAPIDocument
+    let cache: PrincipalCache
+    let logger: Logger
+
+    static let processTime = HTTPField.Name("X-Process-Time")!
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        let start = ContinuousClock.now
+        var response: Response
+        do {
+            response = try await handle(request)
+        } catch {
+            response = ErrorMiddleware<Context>.render(
+                error, request: request, logger: logger, knownRoutes: KnownRoutes([]))
+        }
+        cors.decorate(&response, for: request)
+        let elapsed = ContinuousClock.now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        response.headers[Self.processTime] = String(format: "%.6f", seconds)
+        return response
+    }
+
+    private func handle(_ request: Request) async throws -> Response {
+        if let preflight = cors.preflight(request) { return preflight }
+        let path = RouteMap.canonical(request.uri.path)
+        switch (request.method, path) {
+        case (.get, "/health"), (.head, "/health"):
+            return try JSONResponse.make(["status": true])
+        case (.get, "/health/db"):
+            return ServiceProxy.response(from: try await proxy.forward(request, path: path, to: .auth, identity: nil))
+        case (.get, "/api/version"):
+            return try JSONResponse.make(["version": SkiffVersion.openWebUI, "deployment_id": ""])
+        case (.get, "/openapi.json"):
+            return try JSONResponse.make(await openAPI.build())
+        case (.get, "/docs"):
+            return Response(
+                status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.docsPage)))
+        default:
+            break
+        }
+        guard let upstream = RouteMap.upstream(for: path) else { throw APIError(.notFound, "Not Found") }
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > config.maxBodySize {
+            throw APIError.bodyTooLarge
+        }
+
+        let identity: Identity?
+        if RouteMap.isPublic(request.method, path) {
+            identity = try? await authenticator.identify(request, path: path)
+        } else {
+            guard let caller = try await authenticator.identify(request, path: path) else {
+                throw APIError.notAuthenticated
+            }
+            identity = caller
+        }
+
+        var body: ByteBuffer?
+        if request.method == .post && path == "/api/v1/auths/signin" {
+            body = try await JSONBody.collect(request)
+            try await limitSignin(body!)
+        }
+
+        var limitHeaders = HTTPFields()
+        if let identity, config.userRateLimit > 0, !identity.isAdmin || config.rateLimitAdmins {
+            let (count, reset) = try await limiter.hit(key: RateLimiter.userKey(identity.userID), window: 60)
+            limitHeaders[RateLimitHeader.limit] = String(config.userRateLimit)
+            limitHeaders[RateLimitHeader.remaining] = String(max(0, config.userRateLimit - count))
+            limitHeaders[RateLimitHeader.reset] = String(reset)
+            if count > config.userRateLimit {
+                var error = APIError(.tooManyRequests, ErrorText.rateLimited)
+                error.headers = limitHeaders
+                error.headers[.retryAfter] = String(reset)
+                throw error
+            }
+        }
+
+        let upstreamResponse = try await proxy.forward(request, path: path, to: upstream, identity: identity, body: body)
+        var response = ServiceProxy.response(from: upstreamResponse)
+        if let hint = response.headers[Invalidation.header] {
+            cache.apply(hint: hint)
+            response.headers[Invalidation.header] = nil
+        }
+        for field in limitHeaders { response.headers[field.name] = field.value }
+        return response
+    }
+
+    /// Sign-in attempts per lower-cased email; every attempt counts, as in the real server.
+    private func limitSignin(_ body: ByteBuffer) async throws {
+        guard let object = try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: body)),
+            let email = object["email"]?.stringValue
+        else { return }
+        let (count, _) = try await limiter.hit(key: RateLimiter.signinKey(email: email), window: config.signinWindow)
+        if count > config.signinLimit { throw APIError(.tooManyRequests, ErrorText.rateLimited) }
+    }
+}
+
+/// The hint header auth sets on replies that change cached principals (see `Invalidation` in auth).
+enum Invalidation {
+    static let header = HTTPField.Name("X-Skiff-Invalidate")!
+}

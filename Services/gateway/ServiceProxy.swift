@@ -1,0 +1,130 @@
+// Forwards requests to the owning service and streams both bodies through, unbuffered.
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import NIOHTTP1
+import Shared
+
+struct ServiceProxy: Sendable {
+    let client: HTTPClient
+    let upstreams: [Upstream: String]
+    let internalSecret: String
+    let maxBodySize: Int
+
+    /// Headers that belong to one hop and are not forwarded.
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "host",
+    ]
+
+    func forward(
+        _ request: Request, path: String, to upstream: Upstream, identity: Identity?, body: ByteBuffer? = nil
+    ) async throws -> HTTPClientResponse {
+        let query = request.uri.query.map { "?\($0)" } ?? ""
+        var outbound = HTTPClientRequest(url: upstreams[upstream]! + path + query)
+        outbound.method = HTTPMethod(rawValue: request.method.rawValue)
+        var headers = request.headers
+        InternalHeader.write(identity, secret: internalSecret, into: &headers)
+        for field in headers where !Self.hopByHop.contains(field.name.canonicalName) {
+            outbound.headers.add(name: field.name.rawName, value: field.value)
+        }
+        if let body {
+            outbound.headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
+            outbound.body = .bytes(body)
+        } else if let length = request.headers[.contentLength].flatMap(Int.init) {
+            guard length <= maxBodySize else { throw APIError.bodyTooLarge }
+            outbound.body = .stream(request.body, length: .known(Int64(length)))
+        } else if request.method == .post || request.method == .put || request.method == .patch {
+            outbound.body = .stream(LimitedBody(base: request.body, limit: maxBodySize), length: .unknown)
+        }
+        do {
+            return try await client.execute(outbound, deadline: .now() + .minutes(30))
+        } catch let error as APIError {
+            throw error
+        } catch is BodyTooLarge {
+            throw APIError.bodyTooLarge
+        } catch {
+            throw APIError.unavailable
+        }
+    }
+
+    /// Turns an upstream reply into ours; the body streams through as it arrives.
+    static func response(from upstream: HTTPClientResponse) -> Response {
+        var headers = HTTPFields()
+        for header in upstream.headers where !hopByHop.contains(header.name.lowercased()) {
+            if let name = HTTPField.Name(header.name) { headers.append(HTTPField(name: name, value: header.value)) }
+        }
+        return Response(
+            status: HTTPResponse.Status(code: Int(upstream.status.code)), headers: headers,
+            body: ResponseBody(asyncSequence: upstream.body))
+    }
+}
+
+struct BodyTooLarge: Error {}
+
+/// A request body that fails once more than `limit` bytes went through.
+struct LimitedBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable where Base.Element == ByteBuffer {
+    typealias Element = ByteBuffer
+    let base: Base
+    let limit: Int
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var base: Base.AsyncIterator
+        let limit: Int
+        var seen = 0
+
+        mutating func next() async throws -> ByteBuffer? {
+            guard let chunk = try await base.next() else { return nil }
+            seen += chunk.readableBytes
+            if seen > limit { throw BodyTooLarge() }
+            return chunk
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: base.makeAsyncIterator(), limit: limit)
+    }
+}
+
+/// The gateway's calls to auth's internal routes.
+struct AuthLookup: Sendable {
+    let client: HTTPClient
+    let baseURL: String
+    let internalSecret: String
+
+    private func get<T: Decodable>(_ path: String, as type: T.Type) async throws -> T? {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.headers.add(name: InternalHeader.secret.rawName, value: internalSecret)
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: .seconds(5))
+        } catch {
+            throw APIError.unavailable
+        }
+        let body = try await response.body.collect(upTo: 1 << 20)
+        switch response.status.code {
+        case 200: return try JSONDecoder().decode(T.self, from: Data(buffer: body))
+        case 404: return nil
+        default: throw APIError.unavailable
+        }
+    }
+
+    func principal(userID: String) async throws -> PrincipalInfo? {
+        guard let escaped = userID.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) else {
+            return nil
+        }
+        return try await get("/internal/principals/users/\(escaped)", as: PrincipalInfo.self)
+    }
+
+    func principal(apiKeyHash: String) async throws -> PrincipalInfo? {
+        try await get("/internal/principals/api-keys/\(apiKeyHash)", as: PrincipalInfo.self)
+    }
+
+    func policy() async throws -> GatewayPolicy {
+        guard let policy = try await get("/internal/gateway-config", as: GatewayPolicy.self) else {
+            throw APIError.unavailable
+        }
+        return policy
+    }
+}
