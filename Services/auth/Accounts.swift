@@ -74,7 +74,7 @@ struct Accounts: Sendable {
         let config = try await self.config.current()
         let lifetime = config.tokenLifetime
         let claims = SessionClaims(userID: user.id, sessionStamp: stamp, lifetime: lifetime)
-        let token = try await tokens.sign(claims)
+        let token = try tokens.sign(claims)
         let permissions = Permissions.effective(
             configured: config.userPermissions, groupGrants: try await groups.permissionGrants(ofUser: user.id))
         let body: JSONValue = .object([

@@ -10,7 +10,7 @@ let accounts = Accounts(
     users: UserStore(postgres: runtime.postgres, logger: runtime.logger),
     groups: GroupStore(postgres: runtime.postgres, logger: runtime.logger),
     config: ConfigStore(postgres: runtime.postgres, defaults: settings.defaults, logger: runtime.logger),
-    tokens: await SessionTokens(secret: config.secretKey),
+    tokens: SessionTokens(secret: config.secretKey),
     outbox: Outbox(schema: "auth", stream: EventStream.auth),
     postgres: runtime.postgres, redis: runtime.redis, settings: settings, logger: runtime.logger)
 

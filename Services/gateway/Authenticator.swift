@@ -34,7 +34,7 @@ struct Authenticator: Sendable {
     }
 
     private func identifyToken(_ token: String) async throws -> Identity {
-        guard let claims = await tokens.verify(token) else { throw APIError(.unauthorized, ErrorText.unauthorized) }
+        guard let claims = tokens.verify(token) else { throw APIError(.unauthorized, ErrorText.unauthorized) }
         if let jti = claims.jti {
             let revoked: RESPValue
             do {

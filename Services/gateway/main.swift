@@ -21,7 +21,7 @@ let authLookup = AuthLookup(client: httpClient, baseURL: config.upstreams[.auth]
 let responder = GatewayResponder(
     config: config,
     authenticator: Authenticator(
-        tokens: await SessionTokens(secret: config.service.secretKey), redis: redis, cache: cache, auth: authLookup),
+        tokens: SessionTokens(secret: config.service.secretKey), redis: redis, cache: cache, auth: authLookup),
     limiter: RateLimiter(redis: redis),
     proxy: ServiceProxy(
         client: httpClient, upstreams: config.upstreams, internalSecret: config.service.internalSecret,

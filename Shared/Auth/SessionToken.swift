@@ -1,9 +1,9 @@
 // Session tokens as Open WebUI issues them: HS256 JWTs signed with WEBUI_SECRET_KEY.
 import Foundation
-import JWTKit
+import Crypto
 
 /// The claims of a session token, named as the real server names them.
-public struct SessionClaims: JWTPayload, Equatable {
+public struct SessionClaims: Codable, Sendable, Equatable {
     public var id: String
     public var typ: String?
     public var authMethod: String?
@@ -34,31 +34,52 @@ public struct SessionClaims: JWTPayload, Equatable {
         self.iat = now
     }
 
-    /// Expired tokens fail verification, as PyJWT fails them.
-    public func verify(using algorithm: some JWTAlgorithm) async throws {
-        if let exp, exp <= Int(Date().timeIntervalSince1970) {
-            throw JWTError.claimVerificationFailure(failedClaim: nil, reason: "expired")
-        }
+    var isExpired: Bool {
+        if let exp { return exp <= Int(Date().timeIntervalSince1970) }
+        return false
     }
 }
 
-/// Signs and verifies session tokens with the shared secret.
+/// Signs and verifies session tokens (HS256 with the shared secret) exactly as PyJWT does, for keys of
+/// any length: Open WebUI accepts short secrets such as its default, so operators' keys carry over.
 public struct SessionTokens: Sendable {
-    let keys: JWTKeyCollection
+    let key: SymmetricKey
+    static let header = base64URL(Data(#"{"alg":"HS256","typ":"JWT"}"#.utf8))
 
-    public init(secret: String) async {
-        let keys = JWTKeyCollection()
-        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
-        self.keys = keys
+    public init(secret: String) {
+        self.key = SymmetricKey(data: Data(secret.utf8))
     }
 
-    public func sign(_ claims: SessionClaims) async throws -> String {
-        try await keys.sign(claims, header: ["typ": "JWT"])
+    public func sign(_ claims: SessionClaims) throws -> String {
+        let payload = Self.base64URL(try JSONEncoder().encode(claims))
+        let input = Self.header + "." + payload
+        let signature = HMAC<SHA256>.authenticationCode(for: Data(input.utf8), using: key)
+        return input + "." + Self.base64URL(Data(signature))
     }
 
     /// The claims of a valid, unexpired token; nil for anything else.
-    public func verify(_ token: String) async -> SessionClaims? {
-        try? await keys.verify(token, as: SessionClaims.self)
+    public func verify(_ token: String) -> SessionClaims? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let headerData = Self.decodeBase64URL(parts[0]),
+            let header = try? JSONDecoder().decode([String: String].self, from: headerData), header["alg"] == "HS256",
+            let signature = Self.decodeBase64URL(parts[2]), let payload = Self.decodeBase64URL(parts[1])
+        else { return nil }
+        let input = Data(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
+        guard HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: input, using: key),
+            let claims = try? JSONDecoder().decode(SessionClaims.self, from: payload), !claims.isExpired
+        else { return nil }
+        return claims
+    }
+
+    static func base64URL(_ data: Data) -> String {
+        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    static func decodeBase64URL(_ text: Substring) -> Data? {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        return Data(base64Encoded: base64)
     }
 }
 

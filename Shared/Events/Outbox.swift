@@ -20,7 +20,7 @@ public struct Outbox: Sendable {
     public func enqueue(_ event: Event, on connection: PostgresConnection, logger: Logger) async throws {
         let payload = String(decoding: try JSONEncoder.skiff.encode(event), as: UTF8.self)
         try await connection.query(
-            "INSERT INTO \(unescaped: schema).outbox (stream, payload) VALUES (\(stream), \(payload))",
+            "INSERT INTO \(unescaped: schema).outbox (stream, payload) VALUES (\(stream), \(payload)::jsonb)",
             logger: logger)
     }
 }

@@ -215,10 +215,13 @@ def test_postgres_outage_recovers(make_stack):
     pg_bin = os.environ.get("SKIFF_PG_BIN") or "/usr/lib/postgresql/15/bin"
     prefix, owner = run_as_owner(pgdata)
     options = postmaster_options(pgdata)
-    fd, logfile = tempfile.mkstemp(prefix="skiff-e2e-pg-restart-", suffix=".log")
-    os.close(fd)
-    if os.geteuid() == 0:
-        os.chown(logfile, owner, -1)
+    # Log where ./scripts keeps the server log, so the restarted server writes to the same place.
+    logfile = str(pgdata / "server.log")
+    if not (pgdata / "server.log").exists():
+        fd, logfile = tempfile.mkstemp(prefix="skiff-e2e-pg-restart-", suffix=".log")
+        os.close(fd)
+        if os.geteuid() == 0:
+            os.chown(logfile, owner, -1)
 
     s = make_stack()
     admin = s.signup_admin()

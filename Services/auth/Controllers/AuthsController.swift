@@ -186,7 +186,7 @@ struct AuthsController {
 
     /// Clears the cookies and, beyond the real server, revokes the token for every gateway until it expires.
     @Sendable func signout(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        if let token = Self.token(in: request), let claims = await accounts.tokens.verify(token), let jti = claims.jti {
+        if let token = Self.token(in: request), let claims = accounts.tokens.verify(token), let jti = claims.jti {
             let now = Int(Date().timeIntervalSince1970)
             let ttl = max(1, (claims.exp ?? now + 31_536_000) - now)
             do {
@@ -300,7 +300,7 @@ struct AuthsController {
             profileImageURL: form.profileImageURL ?? "/user.png", openSignup: false, actor: admin.userID)
         let stamp = try await accounts.users.credentials(userID: user.id)?.stamp ?? ""
         let lifetime = try await accounts.config.current().tokenLifetime
-        let token = try await accounts.tokens.sign(SessionClaims(userID: user.id, sessionStamp: stamp, lifetime: lifetime))
+        let token = try accounts.tokens.sign(SessionClaims(userID: user.id, sessionStamp: stamp, lifetime: lifetime))
         return try JSONResponse.make([
             "id": user.id, "name": user.name, "role": user.role, "email": user.email,
             "profile_image_url": "/api/v1/users/\(user.id)/profile/image", "token": token, "token_type": "Bearer",
