@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import Shared
@@ -18,8 +19,33 @@ struct ServiceProxy: Sendable {
         "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "host",
     ]
 
+    /// Bodies up to this size are read whole before forwarding (all JSON traffic); larger ones stream.
+    static let bufferedBodyLimit = 8 << 20
+
+    /// Forwards the request. A streamed body is fully handed over (or abandoned by the client) before this
+    /// returns, because Hummingbird reads the connection's next request from the same stream afterwards.
     func forward(
         _ request: Request, path: String, to upstream: Upstream, identity: Identity?, body: ByteBuffer? = nil
+    ) async throws -> HTTPClientResponse {
+        var body = body
+        var completion: BodyCompletion?
+        if body == nil, request.method == .post || request.method == .put || request.method == .patch {
+            let length = request.headers[.contentLength].flatMap(Int.init)
+            if let length, length > maxBodySize { throw APIError.bodyTooLarge }
+            if let length, length <= Self.bufferedBodyLimit {
+                body = try await JSONBody.collect(request, limit: Self.bufferedBodyLimit)
+            } else {
+                completion = BodyCompletion()
+            }
+        }
+        let response = try await send(request, path: path, to: upstream, identity: identity, body: body, completion: completion)
+        if let completion { await completion.wait(upTo: .seconds(30)) }
+        return response
+    }
+
+    private func send(
+        _ request: Request, path: String, to upstream: Upstream, identity: Identity?, body: ByteBuffer?,
+        completion: BodyCompletion?
     ) async throws -> HTTPClientResponse {
         let query = request.uri.query.map { "?\($0)" } ?? ""
         var outbound = HTTPClientRequest(url: upstreams[upstream]! + path + query)
@@ -32,11 +58,11 @@ struct ServiceProxy: Sendable {
         if let body {
             outbound.headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
             outbound.body = .bytes(body)
-        } else if let length = request.headers[.contentLength].flatMap(Int.init) {
-            guard length <= maxBodySize else { throw APIError.bodyTooLarge }
-            outbound.body = .stream(request.body, length: .known(Int64(length)))
-        } else if request.method == .post || request.method == .put || request.method == .patch {
-            outbound.body = .stream(LimitedBody(base: request.body, limit: maxBodySize), length: .unknown)
+        } else if let completion {
+            let length = request.headers[.contentLength].flatMap(Int64.init)
+            outbound.body = .stream(
+                LimitedBody(base: request.body, limit: maxBodySize, completion: completion),
+                length: length.map { .known($0) } ?? .unknown)
         }
         do {
             return try await client.execute(outbound, deadline: .now() + .minutes(30))
@@ -63,27 +89,76 @@ struct ServiceProxy: Sendable {
 
 struct BodyTooLarge: Error {}
 
-/// A request body that fails once more than `limit` bytes went through.
+/// Signals when a streamed request body has been read to its end, failed, or been dropped.
+final class BodyCompletion: Sendable {
+    private let state = NIOLockedValueBox<(done: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    func finish() {
+        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            defer { state = (true, nil) }
+            return state.done ? nil : state.waiter
+        }
+        waiter?.resume()
+    }
+
+    func wait(upTo timeout: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let resumeNow = self.state.withLockedValue { state -> Bool in
+                        if state.done { return true }
+                        state.waiter = continuation
+                        return false
+                    }
+                    if resumeNow { continuation.resume() }
+                }
+            }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            self.finish()
+            group.cancelAll()
+        }
+    }
+}
+
+/// A streamed request body that fails once more than `limit` bytes went through and reports its end.
 struct LimitedBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable where Base.Element == ByteBuffer {
     typealias Element = ByteBuffer
     let base: Base
     let limit: Int
+    let completion: BodyCompletion
 
     struct AsyncIterator: AsyncIteratorProtocol {
         var base: Base.AsyncIterator
         let limit: Int
+        let reporter: EndReporter
         var seen = 0
 
         mutating func next() async throws -> ByteBuffer? {
-            guard let chunk = try await base.next() else { return nil }
-            seen += chunk.readableBytes
-            if seen > limit { throw BodyTooLarge() }
-            return chunk
+            do {
+                guard let chunk = try await base.next() else {
+                    reporter.completion.finish()
+                    return nil
+                }
+                seen += chunk.readableBytes
+                if seen > limit { throw BodyTooLarge() }
+                return chunk
+            } catch {
+                reporter.completion.finish()
+                throw error
+            }
         }
     }
 
+    /// Reports the end also when the HTTP client drops the iterator without reading to the end.
+    final class EndReporter: Sendable {
+        let completion: BodyCompletion
+        init(_ completion: BodyCompletion) { self.completion = completion }
+        deinit { completion.finish() }
+    }
+
     func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(base: base.makeAsyncIterator(), limit: limit)
+        AsyncIterator(base: base.makeAsyncIterator(), limit: limit, reporter: EndReporter(completion))
     }
 }
 

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import PostgresNIO
 import NIOConcurrencyHelpers
 
 /// Turns thrown errors into the real server's error shape; 404 on a known path with another method is 405.
@@ -29,6 +30,9 @@ public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     ) -> Response {
         let apiError: APIError
         switch error {
+        case let error as PostgresTransactionError where error.closureError != nil:
+            // A transaction's body threw: that error is the answer, the rollback is routine.
+            return render(error.closureError!, request: request, logger: logger, knownRoutes: knownRoutes)
         case let error as APIError:
             apiError = error
         case let error as HTTPError:

@@ -33,6 +33,7 @@ public enum JSONBody {
     public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
         let input: JSONValue
         do {
+            guard !hasTrailingComma(data) else { throw CocoaError(.propertyListReadCorrupt) }
             input = try JSONDecoder().decode(JSONValue.self, from: data)
         } catch {
             throw APIError.validation([
@@ -46,6 +47,31 @@ public enum JSONBody {
         } catch let error as DecodingError {
             throw APIError.validation([issue(for: error, input: input)])
         }
+    }
+
+    /// Foundation accepts `{"a": 1,}`; strict JSON (and the real server) does not.
+    static func hasTrailingComma(_ data: Data) -> Bool {
+        var inString = false
+        var escaped = false
+        var pendingComma = false
+        for byte in data {
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: " "), UInt8(ascii: "\n"), UInt8(ascii: "\r"), UInt8(ascii: "\t"):
+                continue
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                if pendingComma { return true }
+            case UInt8(ascii: "\""):
+                inString = true
+            default:
+                break
+            }
+            pendingComma = byte == UInt8(ascii: ",")
+        }
+        return false
     }
 
     static func issue(for error: DecodingError, input: JSONValue) -> ValidationIssue {
