@@ -13,12 +13,18 @@ struct OpenAPIDocument: Sendable {
         ("GET", "/health"), ("GET", "/health/db"), ("GET", "/api/version"), ("GET", "/openapi.json"), ("GET", "/docs"),
     ]
 
+    /// FastAPI writes a router's root route with a trailing slash (`/api/v1/auths/`).
+    static func isRouterRoot(_ path: String) -> Bool {
+        let parts = path.split(separator: "/")
+        return parts.count == 3 && parts[0] == "api" && parts[1] == "v1"
+    }
+
     func build() async -> JSONValue {
         var paths: [String: [String: JSONValue]] = [:]
         func add(_ method: String, _ path: String, tag: String) {
             let openAPIPath = "/" + path.split(separator: "/").map { part in
                 part.hasPrefix(":") ? "{\(part.dropFirst())}" : String(part)
-            }.joined(separator: "/") + (path.hasSuffix("/") && path.count > 1 ? "/" : "")
+            }.joined(separator: "/") + (Self.isRouterRoot(path) ? "/" : "")
             let parameters = openAPIPath.split(separator: "/").filter { $0.hasPrefix("{") }.map { part -> JSONValue in
                 .object([
                     "name": .string(String(part.dropFirst().dropLast())), "in": .string("path"), "required": .bool(true),

@@ -38,9 +38,8 @@ enum RouteMap {
 
     /// Routes a caller may reach without credentials (bad credentials there count as none).
     static func isPublic(_ method: HTTPRequest.Method, _ path: String) -> Bool {
-        switch (method, path) {
-        case (.post, "/api/v1/auths/signin"), (.post, "/api/v1/auths/signup"), (.post, "/api/v1/auths/signout"),
-            (.get, "/api/config"), (.get, "/api/config/"):
+        switch path {
+        case "/api/v1/auths/signin", "/api/v1/auths/signup", "/api/v1/auths/signout", "/api/config", "/api/config/":
             return true
         default:
             return path == "/ws" || path.hasPrefix("/ws/")
