@@ -17,6 +17,10 @@ struct GatewayConfig: Sendable {
     /// `SKIFF_SIGNIN_RATE_LIMIT` attempts per `SKIFF_SIGNIN_RATE_WINDOW` seconds per email.
     var signinLimit: Int
     var signinWindow: Int
+    /// `SKIFF_UPSTREAM_TIMEOUT`: seconds a service may take to start its reply (503 after).
+    var upstreamTimeout: Int
+    /// `SKIFF_LONG_UPSTREAM_TIMEOUT`: the same for model calls and document processing.
+    var longUpstreamTimeout: Int
 
     init(environment env: Shared.Environment = Shared.Environment()) {
         service = ServiceConfig(environment: env, defaultPort: 8080)
@@ -34,6 +38,8 @@ struct GatewayConfig: Sendable {
         rateLimitAdmins = env.bool("SKIFF_RATE_LIMIT_ADMINS", default: false)
         signinLimit = env.int("SKIFF_SIGNIN_RATE_LIMIT", default: 15)
         signinWindow = env.int("SKIFF_SIGNIN_RATE_WINDOW", default: 180)
+        upstreamTimeout = env.int("SKIFF_UPSTREAM_TIMEOUT", default: 8)
+        longUpstreamTimeout = env.int("SKIFF_LONG_UPSTREAM_TIMEOUT", default: 600)
     }
 }
 

@@ -36,6 +36,13 @@ enum RouteMap {
         return nil
     }
 
+    /// Routes whose replies wait for a language model or document processing.
+    static func isLongRunning(_ path: String) -> Bool {
+        ["/api/chat", "/openai", "/ollama", "/api/v1/messages", "/api/embeddings", "/api/v1/tasks", "/api/v1/retrieval",
+         "/api/v1/files", "/api/v1/knowledge"]
+            .contains { path == $0 || path.hasPrefix($0 + "/") }
+    }
+
     /// Routes a caller may reach without credentials (bad credentials there count as none).
     static func isPublic(_ method: HTTPRequest.Method, _ path: String) -> Bool {
         switch path {

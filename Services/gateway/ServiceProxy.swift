@@ -13,6 +13,9 @@ struct ServiceProxy: Sendable {
     let upstreams: [Upstream: String]
     let internalSecret: String
     let maxBodySize: Int
+    /// How long a service may take to start answering, and the longer allowance for model calls.
+    let headTimeout: Duration
+    let longHeadTimeout: Duration
 
     /// Headers that belong to one hop and are not forwarded.
     static let hopByHop: Set<String> = [
@@ -64,8 +67,23 @@ struct ServiceProxy: Sendable {
                 LimitedBody(base: request.body, limit: maxBodySize, completion: completion),
                 length: length.map { .known($0) } ?? .unknown)
         }
+        let client = self.client
+        let prepared = outbound
+        let headTimeout = RouteMap.isLongRunning(path) ? longHeadTimeout : headTimeout
         do {
-            return try await client.execute(outbound, deadline: .now() + .minutes(30))
+            // The reply's head must arrive in time (a service waiting on a dead database answers 503 here);
+            // its body may then stream for as long as it lasts.
+            return try await withThrowingTaskGroup(of: HTTPClientResponse?.self) { group in
+                group.addTask { try await client.execute(prepared, deadline: .now() + .hours(2)) }
+                group.addTask {
+                    try await Task.sleep(for: headTimeout)
+                    return nil
+                }
+                let first = try await group.next() ?? nil
+                group.cancelAll()
+                guard let response = first else { throw APIError.unavailable }
+                return response
+            }
         } catch let error as APIError {
             throw error
         } catch is BodyTooLarge {

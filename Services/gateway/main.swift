@@ -25,7 +25,8 @@ let responder = GatewayResponder(
     limiter: RateLimiter(redis: redis),
     proxy: ServiceProxy(
         client: httpClient, upstreams: config.upstreams, internalSecret: config.service.internalSecret,
-        maxBodySize: config.maxBodySize),
+        maxBodySize: config.maxBodySize, headTimeout: .seconds(config.upstreamTimeout),
+        longHeadTimeout: .seconds(config.longUpstreamTimeout)),
     cors: CORSPolicy(allowedOrigins: config.corsAllowOrigins),
     openAPI: OpenAPIDocument(client: httpClient, upstreams: config.upstreams, internalSecret: config.service.internalSecret),
     cache: cache, logger: logger)
