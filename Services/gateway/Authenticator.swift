@@ -34,7 +34,14 @@ struct Authenticator: Sendable {
     }
 
     private func identifyToken(_ token: String) async throws -> Identity {
-        guard let claims = tokens.verify(token) else { throw APIError(.unauthorized, ErrorText.unauthorized) }
+        let claims: SessionClaims
+        if let cached = cache.verifiedClaims(token) {
+            claims = cached
+        } else {
+            guard let verified = tokens.verify(token) else { throw APIError(.unauthorized, ErrorText.unauthorized) }
+            cache.storeVerified(token, verified)
+            claims = verified
+        }
         if let jti = claims.jti {
             let revoked: RESPValue
             do {

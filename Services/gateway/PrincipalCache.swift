@@ -13,7 +13,10 @@ final class PrincipalCache: Sendable {
     private let users = NIOLockedValueBox<[String: Entry<PrincipalInfo?>]>([:])
     private let apiKeys = NIOLockedValueBox<[String: Entry<PrincipalInfo?>]>([:])
     private let policy = NIOLockedValueBox<Entry<GatewayPolicy>?>(nil)
+    private let verifiedTokens = NIOLockedValueBox<[String: SessionClaims]>([:])
     let lifetime: Duration
+    /// Verified tokens kept to skip the signature check on repeat requests (expiry is still checked).
+    static let verifiedTokenLimit = 10_000
 
     init(lifetime: Duration = .seconds(30)) {
         self.lifetime = lifetime
@@ -44,6 +47,18 @@ final class PrincipalCache: Sendable {
         return entry.value
     }
     func storePolicy(_ value: GatewayPolicy) { policy.withLockedValue { $0 = Entry(value: value, storedAt: .now) } }
+
+    func verifiedClaims(_ token: String) -> SessionClaims? {
+        guard let claims = verifiedTokens.withLockedValue({ $0[token] }), !claims.isExpired else { return nil }
+        return claims
+    }
+
+    func storeVerified(_ token: String, _ claims: SessionClaims) {
+        verifiedTokens.withLockedValue { tokens in
+            if tokens.count >= Self.verifiedTokenLimit { tokens.removeAll(keepingCapacity: true) }
+            tokens[token] = claims
+        }
+    }
 
     /// Forgets a user and every API key resolved to them.
     func invalidateUser(_ id: String) {

@@ -1,11 +1,6 @@
-// The realtime service. This issue starts it with its health routes and its migrations; later issues fill it.
+// The realtime service. It starts with its health routes and its migrations; later issues fill it.
 import Foundation
 import Shared
 
-let config = ServiceConfig(defaultPort: 8085)
-let runtime = try ServiceRuntime(name: "realtime", config: config)
-let router = runtime.makeRouter()
-let app = runtime.makeApplication(
-    router: router, schema: "realtime",
-    migrations: Bundle.module.url(forResource: "Migrations", withExtension: nil)!)
-try await app.runService()
+try await ServiceRuntime.runSkeleton(
+    name: "realtime", defaultPort: 8085, migrations: Bundle.module.url(forResource: "Migrations", withExtension: nil)!)

@@ -34,7 +34,7 @@ public struct SessionClaims: Codable, Sendable, Equatable {
         self.iat = now
     }
 
-    var isExpired: Bool {
+    public var isExpired: Bool {
         if let exp { return exp <= Int(Date().timeIntervalSince1970) }
         return false
     }

@@ -66,3 +66,12 @@ public struct ServiceRuntime: Sendable {
     }
 }
 
+extension ServiceRuntime {
+    /// Runs a service that has only its health routes and migrations so far (later issues fill it).
+    public static func runSkeleton(name: String, defaultPort: Int, migrations: URL) async throws {
+        let runtime = try ServiceRuntime(name: name, config: ServiceConfig(defaultPort: defaultPort))
+        let app = runtime.makeApplication(router: runtime.makeRouter(), schema: name, migrations: migrations)
+        try await app.runService()
+    }
+}
+

@@ -1,5 +1,8 @@
 // /api/v1/auths: sign-up, sign-in, sign-out, the session user, profile, password, API keys, admin config.
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import HTTPTypes
 import Hummingbird
 import PostgresNIO
@@ -207,25 +210,69 @@ struct AuthsController {
 
     // MARK: Session user
 
+    /// `SessionUserInfoResponse` without `permissions`, which is spliced in as cached JSON text.
+    struct SessionUserInfo: Encodable {
+        var statusEmoji: String?
+        var statusMessage: String?
+        var statusExpiresAt: Int?
+        var id: String
+        var name: String
+        var role: String
+        var email: String
+        var profileImageURL: String
+        var token: String
+        var tokenType = "Bearer"
+        var expiresAt: Int?
+        var bio: String?
+        var gender: String?
+        var dateOfBirth: String?
+
+        enum CodingKeys: String, CodingKey {
+            case id, name, role, email, token, bio, gender
+            case statusEmoji = "status_emoji"
+            case statusMessage = "status_message"
+            case statusExpiresAt = "status_expires_at"
+            case profileImageURL = "profile_image_url"
+            case tokenType = "token_type"
+            case expiresAt = "expires_at"
+            case dateOfBirth = "date_of_birth"
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(statusEmoji, forKey: .statusEmoji)
+            try c.encode(statusMessage, forKey: .statusMessage)
+            try c.encode(statusExpiresAt, forKey: .statusExpiresAt)
+            try c.encode(id, forKey: .id)
+            try c.encode(name, forKey: .name)
+            try c.encode(role, forKey: .role)
+            try c.encode(email, forKey: .email)
+            try c.encode(profileImageURL, forKey: .profileImageURL)
+            try c.encode(token, forKey: .token)
+            try c.encode(tokenType, forKey: .tokenType)
+            try c.encode(expiresAt, forKey: .expiresAt)
+            try c.encode(bio, forKey: .bio)
+            try c.encode(gender, forKey: .gender)
+            try c.encode(dateOfBirth, forKey: .dateOfBirth)
+        }
+    }
+
     @Sendable func sessionUser(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let identity = try context.requireHumanSession()
         guard let token = Self.token(in: request),
-            let (user, grants) = try await accounts.users.findWithGrants(id: identity.userID)
+            let (user, grants) = try await accounts.users.sessionFields(id: identity.userID)
         else { throw APIError.invalidToken }
         let config = try await accounts.config.current()
-        let permissions = Permissions.effective(configured: config.userPermissions, groupGrants: grants)
         let exp = identity.tokenExpiry
-        let body: JSONValue = .object([
-            "status_emoji": user.statusEmoji.map(JSONValue.string) ?? .null,
-            "status_message": user.statusMessage.map(JSONValue.string) ?? .null,
-            "status_expires_at": user.statusExpiresAt.map(JSONValue.int) ?? .null,
-            "id": .string(user.id), "name": .string(user.name), "role": .string(user.role),
-            "email": .string(user.email), "profile_image_url": .string(user.profileImageURL),
-            "token": .string(token), "token_type": .string("Bearer"), "expires_at": exp.map(JSONValue.int) ?? .null,
-            "permissions": permissions, "bio": user.bio.map(JSONValue.string) ?? .null,
-            "gender": user.gender.map(JSONValue.string) ?? .null,
-            "date_of_birth": user.dateOfBirth.map(JSONValue.string) ?? .null,
-        ])
+        let info = SessionUserInfo(
+            statusEmoji: user.statusEmoji, statusMessage: user.statusMessage, statusExpiresAt: user.statusExpiresAt,
+            id: user.id, name: user.name, role: user.role, email: user.email, profileImageURL: user.profileImageURL,
+            token: token, expiresAt: exp, bio: user.bio, gender: user.gender, dateOfBirth: user.dateOfBirth)
+        var body = try JSONEncoder.skiff.encode(info)
+        body.removeLast()  // the closing brace: permissions follow
+        body.append(contentsOf: Array(#","permissions":"#.utf8))
+        body.append(contentsOf: Array(config.permissionsJSON(groupGrants: grants).utf8))
+        body.append(UInt8(ascii: "}"))
         var cookie = "token=\(token)"
         if let exp {
             let now = Int(Date().timeIntervalSince1970)
@@ -234,7 +281,9 @@ struct AuthsController {
             cookie += "; HttpOnly"
         }
         cookie += "; Path=/; SameSite=\(accounts.settings.cookieSameSite)"
-        return try JSONResponse.make(body, headers: [.setCookie: cookie])
+        return Response(
+            status: .ok, headers: [.contentType: "application/json", .setCookie: cookie],
+            body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
     @Sendable func updateProfile(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -415,11 +464,15 @@ struct AuthsController {
         return Cookies.value(named: "token", in: request.headers)
     }
 
+    /// An RFC 1123 date (`Mon, 21 Dec 2026 07:13:24 GMT`) for cookie expiry.
     static func httpDate(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return formatter.string(from: date)
+        var seconds = time_t(date.timeIntervalSince1970)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
     }
 }

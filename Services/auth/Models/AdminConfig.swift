@@ -6,6 +6,24 @@ import Shared
 /// what an admin saved wins, as Open WebUI's PersistentConfig does.
 struct AdminConfig: Sendable, Equatable {
     var values: [String: JSONValue]
+    /// Default permissions filled in, and their JSON text: computed once per load, used on every session read.
+    private(set) var permissions: JSONValue = Permissions.defaults
+    private(set) var permissionsJSON: String = Permissions.defaults.jsonText
+
+    init(values: [String: JSONValue]) {
+        self.values = values
+        refreshPermissions()
+    }
+
+    mutating func refreshPermissions() {
+        permissions = Permissions.fill(values[Self.userPermissionsKey])
+        permissionsJSON = permissions.jsonText
+    }
+
+    /// The user's permissions as JSON text: the cached defaults unless their groups grant more.
+    func permissionsJSON(groupGrants: [JSONValue]) -> String {
+        groupGrants.isEmpty ? permissionsJSON : groupGrants.reduce(permissions) { Permissions.combine($0, with: $1) }.jsonText
+    }
 
     /// Keys of the admin config object, in the real server's order.
     static let keys = [

@@ -37,6 +37,7 @@ struct ConfigStore: Sendable {
                 config.values.merge(stored) { _, new in new }
             }
         }
+        config.refreshPermissions()
         cache.withLockedValue { $0 = (config, .now) }
         return config
     }

@@ -31,18 +31,33 @@ struct UserStore: Sendable {
         try await first(connection.query("SELECT row_to_json(u)::text FROM auth.users u WHERE u.id = \(id)", logger: logger))
     }
 
-    /// The user and the permission grants of their groups, in one query (the session-user hot path).
-    func findWithGrants(id: String) async throws -> (UserRecord, [JSONValue])? {
+    /// What the session-user route shows of a user.
+    struct SessionFields: Sendable {
+        var id, name, role, email, profileImageURL: String
+        var statusEmoji, statusMessage: String?
+        var statusExpiresAt: Int?
+        var bio, gender, dateOfBirth: String?
+    }
+
+    /// The session-user fields and the permission grants of the user's groups, in one query (the hot path).
+    func sessionFields(id: String) async throws -> (SessionFields, [JSONValue])? {
         let rows = try await postgres.query(
             """
-            SELECT row_to_json(u)::text, coalesce((
+            SELECT u.id, u.name, u.role, u.email, u.profile_image_url, u.status_emoji, u.status_message,
+                u.status_expires_at, u.bio, u.gender, u.date_of_birth, (
                 SELECT json_agg(g.permissions ORDER BY g.updated_at DESC, g.id)::text
                 FROM auth.groups g JOIN auth.group_members m ON m.group_id = g.id
-                WHERE m.user_id = u.id AND g.permissions IS NOT NULL), '[]')
+                WHERE m.user_id = u.id AND g.permissions IS NOT NULL)
             FROM auth.users u WHERE u.id = \(id)
             """, logger: logger)
-        for try await (json, grants) in rows.decode((String, String).self) {
-            return (try decode(json), JSONValue.parse(grants).flatMap { if case .array(let a) = $0 { a } else { nil } } ?? [])
+        for try await row in rows {
+            let (id, name, role, email, image, emoji, message, expires, bio, gender, birth, grants) = try row.decode(
+                (String, String, String, String, String, String?, String?, Int?, String?, String?, String?, String?).self)
+            let fields = SessionFields(
+                id: id, name: name, role: role, email: email, profileImageURL: image, statusEmoji: emoji,
+                statusMessage: message, statusExpiresAt: expires, bio: bio, gender: gender, dateOfBirth: birth)
+            let list: [JSONValue] = grants.flatMap { JSONValue.parse($0) }.flatMap { if case .array(let items) = $0 { items } else { nil } } ?? []
+            return (fields, list)
         }
         return nil
     }
