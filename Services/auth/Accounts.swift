@@ -4,6 +4,7 @@ import Foundation
 import HTTPTypes
 import HummingbirdBcrypt
 import Logging
+import NIOConcurrencyHelpers
 import NIOPosix
 import PostgresNIO
 import Shared
@@ -38,6 +39,7 @@ struct Accounts: Sendable {
     let redis: RedisClient
     let settings: AuthSettings
     let logger: Logger
+    let sessions = SessionCache()
 
     // MARK: Passwords
 
@@ -109,7 +111,39 @@ struct Accounts: Sendable {
 
     /// Writes an auth event into the outbox inside the caller's transaction.
     func publish(_ type: String, actor: String?, data: [String: JSONValue], on connection: PostgresConnection) async throws {
-        try await outbox.enqueue(Event(type: type, actorID: actor, data: .object(data)), on: connection, logger: logger)
+        let event = Event(type: type, actorID: actor, data: .object(data))
+        try await outbox.enqueue(event, on: connection, logger: logger)
+        sessions.apply(event)
+    }
+}
+
+/// Session-user reads by user id, for a few seconds. Every auth event empties the entries it touches:
+/// this replica's at once (and again when the event comes back on the stream, after the commit),
+/// other replicas' when they read the event from the stream.
+final class SessionCache: Sendable {
+    private let entries = NIOLockedValueBox<[String: (fields: UserStore.SessionFields, grants: [JSONValue], at: ContinuousClock.Instant)]>([:])
+    static let lifetime: Swift.Duration = .seconds(10)
+
+    func get(_ userID: String) -> (UserStore.SessionFields, [JSONValue])? {
+        guard let entry = entries.withLockedValue({ $0[userID] }), ContinuousClock.now - entry.at < Self.lifetime else {
+            return nil
+        }
+        return (entry.fields, entry.grants)
+    }
+
+    func store(_ userID: String, _ fields: UserStore.SessionFields, _ grants: [JSONValue]) {
+        entries.withLockedValue { entries in
+            if entries.count > 50_000 { entries.removeAll() }
+            entries[userID] = (fields, grants, .now)
+        }
+    }
+
+    func apply(_ event: Event) {
+        if let userID = event.data["user_id"]?.stringValue, !event.type.hasPrefix("group.") {
+            entries.withLockedValue { _ = $0.removeValue(forKey: userID) }
+        } else {
+            entries.withLockedValue { $0.removeAll() }
+        }
     }
 }
 

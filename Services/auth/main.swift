@@ -26,8 +26,14 @@ router.addRoutes(AppConfigController(accounts: accounts, template: template).rou
 router.addRoutes(InternalController(accounts: accounts).routes, atPath: "/internal")
 
 let relay = OutboxRelay(outbox: accounts.outbox, postgres: runtime.postgres, redis: runtime.redis, logger: runtime.logger)
+// Other auth replicas' changes reach this one's caches through the stream.
+let follower = StreamFollower(redis: try RedisClient(url: config.redisURL), stream: EventStream.auth, logger: runtime.logger) {
+    event in
+    accounts.sessions.apply(event)
+    accounts.config.invalidate()
+}
 let app = runtime.makeApplication(
     router: router, schema: "auth",
     migrations: Bundle.module.url(forResource: "Migrations", withExtension: nil)!,
-    services: [relay])
+    services: [relay, follower])
 try await app.runService()

@@ -128,6 +128,7 @@ struct AuthsController {
         }
         guard Accounts.isValidEmail(email) else { throw APIError(.badRequest, Self.invalidEmail) }
         try Accounts.checkPassword(form.password)
+        try await refuseTakenEmail(email)
         let hash = try await accounts.hashPassword(form.password)
         let user = try await createUser(
             name: form.name, email: email, hash: hash, role: config.string("DEFAULT_USER_ROLE"),
@@ -135,6 +136,11 @@ struct AuthsController {
         let stamp = try await accounts.users.credentials(userID: user.id)?.stamp ?? ""
         let (body, cookie) = try await accounts.session(for: user, stamp: stamp)
         return try JSONResponse.make(body, headers: [.setCookie: cookie])
+    }
+
+    /// A cheap early answer for a taken email, before the costly hash (the transaction checks again).
+    func refuseTakenEmail(_ email: String) async throws {
+        if try await accounts.users.credentials(email: email) != nil { throw APIError(.badRequest, Self.emailTaken) }
     }
 
     /// Creates a user in one transaction; on an empty system the first user becomes admin and sign-up closes.
@@ -259,9 +265,18 @@ struct AuthsController {
 
     @Sendable func sessionUser(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let identity = try context.requireHumanSession()
-        guard let token = Self.token(in: request),
-            let (user, grants) = try await accounts.users.sessionFields(id: identity.userID)
-        else { throw APIError.invalidToken }
+        guard let token = Self.token(in: request) else { throw APIError.invalidToken }
+        let user: UserStore.SessionFields
+        let grants: [JSONValue]
+        if let cached = accounts.sessions.get(identity.userID) {
+            (user, grants) = cached
+        } else {
+            guard let loaded = try await accounts.users.sessionFields(id: identity.userID) else {
+                throw APIError.invalidToken
+            }
+            (user, grants) = loaded
+            accounts.sessions.store(identity.userID, user, grants)
+        }
         let config = try await accounts.config.current()
         let exp = identity.tokenExpiry
         let info = SessionUserInfo(
@@ -343,6 +358,7 @@ struct AuthsController {
         let email = form.email.lowercased()
         guard Accounts.isValidEmail(email) else { throw APIError(.badRequest, Self.invalidEmail) }
         try Accounts.checkPassword(form.password)
+        try await refuseTakenEmail(email)
         let hash = try await accounts.hashPassword(form.password)
         let user = try await createUser(
             name: form.name, email: email, hash: hash, role: form.role ?? "pending",
