@@ -50,9 +50,16 @@ public final class RedisClient: Sendable {
     public func send(_ arguments: [String], timeout: TimeAmount = .seconds(5)) async throws -> RESPValue {
         let channel = try await currentChannel().get()
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-        let deadline = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+        let deadline = channel.eventLoop.scheduleTask(in: timeout) {
+            // A later completion of an already failed promise is ignored by NIO, so both are safe.
+            promise.fail(RedisError("no reply within the timeout"))
+            channel.close(promise: nil)
+        }
         promise.futureResult.whenComplete { _ in deadline.cancel() }
-        channel.writeAndFlush(RedisRequest(arguments: arguments, promise: promise), promise: nil)
+        // A write on a channel that already closed never reaches our handler: fail the reply then too.
+        channel.writeAndFlush(RedisRequest(arguments: arguments, promise: promise)).whenFailure { error in
+            promise.fail(error)
+        }
         let value = try await promise.futureResult.get()
         if case .error(let message) = value { throw RedisError(message) }
         return value

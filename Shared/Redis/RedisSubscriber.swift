@@ -39,17 +39,21 @@ public struct RedisSubscriber: Service {
             else { return }
             continuation.yield(PubSubMessage(channel: channel, payload: payload))
         }
-        await withGracefulShutdownHandler {
-            while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                do {
-                    try await client.sendWithoutReply(["SUBSCRIBE"] + channels)
-                    try await client.waitUntilClosed()
-                } catch {
-                    logger.debug("pub/sub connection lost", metadata: ["error": "\(error)"])
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                    do {
+                        try await client.sendWithoutReply(["SUBSCRIBE"] + channels)
+                        try await client.waitUntilClosed()
+                    } catch {
+                        logger.debug("pub/sub connection lost", metadata: ["error": "\(error)"])
+                    }
+                    try? await Task.sleep(for: .milliseconds(500))
                 }
-                try? await Task.sleep(for: .milliseconds(500))
+            } onGracefulShutdown: {
+                Task { await client.close() }
             }
-        } onGracefulShutdown: {
+        } onCancel: {
             Task { await client.close() }
         }
         continuation.finish()

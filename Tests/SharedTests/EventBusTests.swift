@@ -6,7 +6,7 @@ import PostgresNIO
 import Testing
 @testable import Shared
 
-@Suite struct EventBusTests {
+@Suite(.timeLimit(.minutes(1))) struct EventBusTests {
     @Test func unacknowledgedEntriesAreReclaimedByAnotherConsumer() async throws {
         let redis = try TestInfrastructure.redisClient()
         let stream = TestInfrastructure.uniqueName("skiff:test:stream")

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 @testable import Shared
 
-@Suite struct HTTPSharedTests {
+@Suite(.timeLimit(.minutes(1))) struct HTTPSharedTests {
     struct Form: Decodable {
         var chat: [String: String]
         var count: Int?

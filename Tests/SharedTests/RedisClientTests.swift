@@ -4,7 +4,7 @@ import NIOConcurrencyHelpers
 import Testing
 @testable import Shared
 
-@Suite struct RedisClientTests {
+@Suite(.timeLimit(.minutes(1))) struct RedisClientTests {
     @Test func repliesAreDecodedIntoSwiftValues() async throws {
         let redis = try TestInfrastructure.redisClient()
         let key = TestInfrastructure.uniqueName("k")

@@ -43,7 +43,10 @@ struct PrivateRedis: Sendable {
     let port: Int
 
     init() throws {
-        port = Int.random(in: 20_000..<40_000)
+        var candidate = Int.random(in: 20_000..<40_000)
+        // A port nothing answers on, so a stray server cannot stand in for ours.
+        while system("redis-cli -p \(candidate) ping >/dev/null 2>&1") == 0 { candidate += 1 }
+        port = candidate
         try start()
     }
 
