@@ -47,6 +47,7 @@ start_postgres() {
   [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$PGDATA"
   if ! as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
     log "starting Postgres on 127.0.0.1:$PG_PORT"
+    STARTED_POSTGRES=1
     as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w \
       -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PGDATA -c max_connections=300 -c fsync=off" start >/dev/null
   fi
@@ -58,10 +59,18 @@ start_redis() {
   mkdir -p "$DATA/redis"
   if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
     log "starting Redis on 127.0.0.1:$REDIS_PORT"
+    STARTED_REDIS=1
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DATA/redis" --daemonize yes \
       --pidfile "$DATA/redis/redis.pid" --logfile "$DATA/redis/redis.log" --save "" --appendonly yes >/dev/null
     for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
   fi
+}
+
+# Stops only what this script started (a developer's running ./scripts/run keeps its servers).
+stop_started_infra() {
+  [ "${STARTED_REDIS:-0}" = 1 ] && { redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; }
+  [ "${STARTED_POSTGRES:-0}" = 1 ] && { as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast stop >/dev/null 2>&1 || true; }
+  return 0
 }
 
 stop_infra() {
