@@ -10,8 +10,6 @@ struct UserStore: Sendable {
     let postgres: PostgresClient
     let logger: Logger
 
-    static let columns = "u.*"
-
     func count(on connection: PostgresConnection? = nil) async throws -> Int {
         let query: PostgresQuery = "SELECT count(*)::bigint FROM auth.users"
         let rows = if let connection {
