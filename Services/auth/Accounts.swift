@@ -1,5 +1,4 @@
 // What the auth routes share: stores, token signing, password hashing, events and settings.
-import Crypto
 import Foundation
 import HTTPTypes
 import HummingbirdBcrypt
@@ -77,8 +76,7 @@ struct Accounts: Sendable {
         let lifetime = config.tokenLifetime
         let claims = SessionClaims(userID: user.id, sessionStamp: stamp, lifetime: lifetime)
         let token = try tokens.sign(claims)
-        let permissions = Permissions.effective(
-            configured: config.userPermissions, groupGrants: try await groups.permissionGrants(ofUser: user.id))
+        let permissions = config.permissions(groupGrants: try await groups.permissionGrants(ofUser: user.id))
         let body: JSONValue = .object([
             "id": .string(user.id), "name": .string(user.name), "role": .string(user.role),
             "email": .string(user.email), "profile_image_url": .string("/api/v1/users/\(user.id)/profile/image"),
@@ -92,15 +90,26 @@ struct Accounts: Sendable {
         return (body, cookie)
     }
 
+    // MARK: Permissions
+
+    /// The user's effective permissions: the configured defaults plus what their groups grant.
+    func permissions(ofUser userID: String) async throws -> JSONValue {
+        let config = try await self.config.current()
+        return config.permissions(groupGrants: try await groups.permissionGrants(ofUser: userID))
+    }
+
+    /// Admins always; others when their permissions include `features.api_keys`.
+    func mayUseAPIKeys(userID: String, role: String) async throws -> Bool {
+        if role == "admin" { return true }
+        return Permissions.allows(try await permissions(ofUser: userID), "features.api_keys")
+    }
+
     // MARK: API keys
 
     static func newAPIKey() -> String {
         "sk-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
     }
 
-    static func apiKeyHash(_ key: String) -> String {
-        SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
-    }
 
     /// What GET shows of a stored key: its beginning and end.
     static func apiKeyHint(_ key: String) -> String {
@@ -150,8 +159,7 @@ final class SessionCache: Sendable {
 /// Tells the gateway that proxied a change which of its cached entries are stale now
 /// (the other gateway replicas learn it from the event stream).
 enum Invalidation {
-    static let header = HTTPField.Name("X-Skiff-Invalidate")!
-    static func user(_ id: String) -> HTTPFields { [header: "user:\(id)"] }
-    static let config: HTTPFields = [header: "config"]
-    static let all: HTTPFields = [header: "all"]
+    static func user(_ id: String) -> HTTPFields { [InternalHeader.invalidate: "user:\(id)"] }
+    static let config: HTTPFields = [InternalHeader.invalidate: "config"]
+    static let all: HTTPFields = [InternalHeader.invalidate: "all"]
 }

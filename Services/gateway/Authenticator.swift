@@ -1,5 +1,4 @@
 // Resolves the caller of a request: Bearer JWT, Bearer `sk-` key, the `token` cookie or `x-api-key`.
-import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -15,11 +14,7 @@ struct Authenticator: Sendable {
 
     /// The credential a request carries, in the real server's order of precedence.
     static func credential(in headers: HTTPFields) -> String? {
-        if let header = headers[.authorization] {
-            let parts = header.split(separator: " ", maxSplits: 1)
-            if parts.count == 2, !parts[1].isEmpty { return String(parts[1]) }
-        }
-        if let cookie = Cookies.value(named: "token", in: headers) { return cookie }
+        if let token = Credentials.token(in: headers) { return token }
         if let key = headers[HTTPField.Name("x-api-key")!], !key.isEmpty { return key }
         return nil
     }
@@ -59,7 +54,7 @@ struct Authenticator: Sendable {
     }
 
     private func identifyAPIKey(_ key: String, path: String) async throws -> Identity {
-        let hash = SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+        let hash = Credentials.apiKeyDigest(key)
         let principal: PrincipalInfo?
         if let cached = cache.apiKey(hash) {
             principal = cached

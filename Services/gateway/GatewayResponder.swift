@@ -93,9 +93,9 @@ struct GatewayResponder: HTTPResponder {
 
         let upstreamResponse = try await proxy.forward(request, path: path, to: upstream, identity: identity, body: body)
         var response = ServiceProxy.response(from: upstreamResponse)
-        if let hint = response.headers[Invalidation.header] {
+        if let hint = response.headers[InternalHeader.invalidate] {
             cache.apply(hint: hint)
-            response.headers[Invalidation.header] = nil
+            response.headers[InternalHeader.invalidate] = nil
         }
         for field in limitHeaders { response.headers[field.name] = field.value }
         return response
@@ -109,9 +109,4 @@ struct GatewayResponder: HTTPResponder {
         let (count, _) = try await limiter.hit(key: RateLimiter.signinKey(email: email), window: config.signinWindow)
         if count > config.signinLimit { throw APIError(.tooManyRequests, ErrorText.rateLimited) }
     }
-}
-
-/// The hint header auth sets on replies that change cached principals (see `Invalidation` in auth).
-enum Invalidation {
-    static let header = HTTPField.Name("X-Skiff-Invalidate")!
 }

@@ -32,8 +32,9 @@ struct ServiceProxy: Sendable {
     ) async throws -> HTTPClientResponse {
         var body = body
         var completion: BodyCompletion?
-        if body == nil, request.method == .post || request.method == .put || request.method == .patch {
-            let length = request.headers[.contentLength].flatMap(Int.init)
+        let length = request.headers[.contentLength].flatMap(Int.init)
+        // Any method may carry a body: forward what the request has, whatever its method.
+        if body == nil, (length ?? 0) > 0 || request.headers[.transferEncoding] != nil {
             if let length, length > maxBodySize { throw APIError.bodyTooLarge }
             if let length, length <= Self.bufferedBodyLimit {
                 body = try await JSONBody.collect(request, limit: Self.bufferedBodyLimit)

@@ -40,6 +40,9 @@ public enum InternalHeader {
     public static let tokenID = HTTPField.Name("X-Skiff-Token-Id")!
     public static let tokenExpiry = HTTPField.Name("X-Skiff-Token-Exp")!
     public static let all = [secret, userID, role, method, tokenID, tokenExpiry]
+    /// Set by a service on a reply that made the gateway's cached callers stale:
+    /// `user:<id>`, `config` or `all`. The gateway that proxied the reply applies and removes it.
+    public static let invalidate = HTTPField.Name("X-Skiff-Invalidate")!
 
     /// Writes an identity into headers (the gateway does this for every proxied request).
     public static func write(_ identity: Identity?, secret: String, into headers: inout HTTPFields) {

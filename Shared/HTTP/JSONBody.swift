@@ -99,10 +99,6 @@ public enum JSONBody {
         case .valueNotFound(let expected, let context), .typeMismatch(let expected, let context):
             let (kind, message) = describe(expected)
             let path = context.codingPath
-            if case .object = input, path.isEmpty {
-                return ValidationIssue(
-                    type: kind, loc: location(path), msg: message, input: value(at: path))
-            }
             return ValidationIssue(type: kind, loc: location(path), msg: message, input: value(at: path))
         case .dataCorrupted(let context):
             return ValidationIssue(

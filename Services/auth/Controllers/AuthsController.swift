@@ -195,7 +195,7 @@ struct AuthsController {
 
     /// Clears the cookies and, beyond the real server, revokes the token for every gateway until it expires.
     @Sendable func signout(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        if let token = Self.token(in: request), let claims = accounts.tokens.verify(token), let jti = claims.jti {
+        if let token = Credentials.token(in: request.headers), let claims = accounts.tokens.verify(token), let jti = claims.jti {
             let now = Int(Date().timeIntervalSince1970)
             let ttl = max(1, (claims.exp ?? now + 31_536_000) - now)
             do {
@@ -265,7 +265,7 @@ struct AuthsController {
 
     @Sendable func sessionUser(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let identity = try context.requireHumanSession()
-        guard let token = Self.token(in: request) else { throw APIError.invalidToken }
+        guard let token = Credentials.token(in: request.headers) else { throw APIError.invalidToken }
         let user: UserStore.SessionFields
         let grants: [JSONValue]
         if let cached = accounts.sessions.get(identity.userID) {
@@ -399,10 +399,9 @@ struct AuthsController {
     @Sendable func updateAdminConfig(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
         let body = try await Self.body(JSONValue.self, request)
-        let current = try await accounts.config.fresh()
         let updates: [String: JSONValue]
         do {
-            updates = try AdminConfig.update(from: body, current: current)
+            updates = try AdminConfig.update(from: body)
         } catch {
             throw Self.invalidRequest
         }
@@ -420,15 +419,9 @@ struct AuthsController {
 
     /// API keys need `ENABLE_API_KEYS` and, for non-admins, the `features.api_keys` permission.
     func requireAPIKeysAllowed(_ identity: Identity) async throws {
-        let config = try await accounts.config.current()
-        guard config.bool("ENABLE_API_KEYS") else { throw APIError(.forbidden, Self.apiKeyNotAllowed) }
-        if !identity.isAdmin {
-            let grants = try await accounts.groups.permissionGrants(ofUser: identity.userID)
-            let permissions = Permissions.effective(configured: config.userPermissions, groupGrants: grants)
-            guard Permissions.allows(permissions, "features.api_keys") else {
-                throw APIError(.forbidden, Self.apiKeyNotAllowed)
-            }
-        }
+        guard try await accounts.config.current().bool("ENABLE_API_KEYS"),
+            try await accounts.mayUseAPIKeys(userID: identity.userID, role: identity.role)
+        else { throw APIError(.forbidden, Self.apiKeyNotAllowed) }
     }
 
     /// Creates (or replaces) the caller's key. The full key is shown once; only its SHA-256 is stored.
@@ -439,7 +432,7 @@ struct AuthsController {
         let accounts = self.accounts
         try await accounts.postgres.withTransaction(logger: accounts.logger) { connection in
             try await accounts.users.replaceAPIKey(
-                userID: identity.userID, hash: Accounts.apiKeyHash(key), hint: Accounts.apiKeyHint(key), on: connection)
+                userID: identity.userID, hash: Credentials.apiKeyDigest(key), hint: Accounts.apiKeyHint(key), on: connection)
             try await accounts.publish(
                 "api_key.created", actor: identity.userID, data: ["user_id": .string(identity.userID)], on: connection)
         }
@@ -470,15 +463,6 @@ struct AuthsController {
     }
 
     // MARK: Helpers
-
-    /// The raw token the caller sent: Bearer header first, then the `token` cookie.
-    static func token(in request: Request) -> String? {
-        if let header = request.headers[.authorization] {
-            let parts = header.split(separator: " ", maxSplits: 1)
-            if parts.count == 2, parts[0].lowercased() == "bearer" { return String(parts[1]) }
-        }
-        return Cookies.value(named: "token", in: request.headers)
-    }
 
     /// An RFC 1123 date (`Mon, 21 Dec 2026 07:13:24 GMT`) for cookie expiry.
     static func httpDate(_ date: Date) -> String {

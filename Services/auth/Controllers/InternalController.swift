@@ -24,13 +24,7 @@ struct InternalController {
     @Sendable func apiKeyPrincipal(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let hash = try context.parameters.require("hash")
         guard let owner = try await accounts.users.owner(apiKeyHash: hash) else { throw APIError.notFound }
-        var permitted = owner.role == "admin"
-        if !permitted {
-            let config = try await accounts.config.current()
-            let grants = try await accounts.groups.permissionGrants(ofUser: owner.id)
-            permitted = Permissions.allows(
-                Permissions.effective(configured: config.userPermissions, groupGrants: grants), "features.api_keys")
-        }
+        let permitted = try await accounts.mayUseAPIKeys(userID: owner.id, role: owner.role)
         return try JSONResponse.make(Principal(id: owner.id, role: owner.role, sessionStamp: nil, apiKeysPermitted: permitted))
     }
 

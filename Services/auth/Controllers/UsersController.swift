@@ -106,9 +106,7 @@ struct UsersController {
 
     @Sendable func ownPermissions(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let identity = try context.requireVerified()
-        let config = try await accounts.config.current()
-        let grants = try await accounts.groups.permissionGrants(ofUser: identity.userID)
-        return try JSONResponse.make(Permissions.effective(configured: config.userPermissions, groupGrants: grants))
+        return try JSONResponse.make(try await accounts.permissions(ofUser: identity.userID))
     }
 
     @Sendable func defaultPermissions(_ request: Request, context: ServiceRequestContext) async throws -> Response {

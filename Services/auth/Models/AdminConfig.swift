@@ -20,9 +20,14 @@ struct AdminConfig: Sendable, Equatable {
         permissionsJSON = permissions.jsonText
     }
 
-    /// The user's permissions as JSON text: the cached defaults unless their groups grant more.
+    /// A user's permissions: the filled defaults, plus what their groups grant.
+    func permissions(groupGrants: [JSONValue]) -> JSONValue {
+        groupGrants.reduce(permissions) { Permissions.combine($0, with: $1) }
+    }
+
+    /// The same as JSON text: the cached text unless groups grant more.
     func permissionsJSON(groupGrants: [JSONValue]) -> String {
-        groupGrants.isEmpty ? permissionsJSON : groupGrants.reduce(permissions) { Permissions.combine($0, with: $1) }.jsonText
+        groupGrants.isEmpty ? permissionsJSON : permissions(groupGrants: groupGrants).jsonText
     }
 
     /// Keys of the admin config object, in the real server's order.
@@ -104,7 +109,7 @@ struct AdminConfig: Sendable, Equatable {
 
     /// Validates a POST body and returns the values to store, following the real server's rules:
     /// required keys must be present with the right types; invalid roles, modes and durations are ignored.
-    static func update(from body: JSONValue, current: AdminConfig) throws -> [String: JSONValue] {
+    static func update(from body: JSONValue) throws -> [String: JSONValue] {
         guard case .object(let object) = body else { throw AuthInputError.invalid }
         let booleans: Set<String> = Set(keys.filter { $0.hasPrefix("ENABLE_") || $0.hasPrefix("MFA_") || $0 == "SHOW_ADMIN_DETAILS" })
         let strings: Set<String> = [

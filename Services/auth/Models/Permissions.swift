@@ -55,11 +55,6 @@ enum Permissions {
         return .object(object)
     }
 
-    /// The effective permissions of a user: configured defaults plus what their groups grant.
-    static func effective(configured: JSONValue?, groupGrants: [JSONValue]) -> JSONValue {
-        groupGrants.reduce(fill(configured)) { combine($0, with: $1) }
-    }
-
     static func allows(_ permissions: JSONValue, _ path: String) -> Bool {
         var current: JSONValue? = permissions
         for part in path.split(separator: ".") { current = current?[String(part)] }
