@@ -1,6 +1,27 @@
-// The chat service. It starts with its health routes and its migrations; later issues fill it.
+// The chat service: chat history, folders, tags and shares (later: models and completions).
 import Foundation
+import Hummingbird
 import Shared
 
-try await ServiceRuntime.runSkeleton(
-    name: "chat", defaultPort: 8082, migrations: Bundle.module.url(forResource: "Migrations", withExtension: nil)!)
+let config = ServiceConfig(defaultPort: 8082)
+let runtime = try ServiceRuntime(name: "chat", config: config)
+let history = ChatHistory(postgres: runtime.postgres, redis: runtime.redis, logger: runtime.logger)
+
+let router = runtime.makeRouter()
+router.addRoutes(ChatsController(history: history).routes, atPath: "/api/v1/chats")
+router.addRoutes(FoldersController(history: history).routes, atPath: "/api/v1/folders")
+
+let relay = OutboxRelay(outbox: history.outbox, postgres: runtime.postgres, redis: runtime.redis, logger: runtime.logger)
+// A deleted user's chats, folders, tags and shares go too; the consumer group makes sure one replica does it
+// even if the one that read the event died first.
+let accountEvents = StreamConsumer(
+    redis: try RedisClient(url: config.redisURL), stream: EventStream.auth, group: "chat", logger: runtime.logger
+) { event in
+    guard event.type == "user.deleted", let userID = event.data["user_id"]?.stringValue else { return }
+    try await history.chats.deleteUserData(userID: userID)
+}
+let app = runtime.makeApplication(
+    router: router, schema: "chat",
+    migrations: Bundle.module.url(forResource: "Migrations", withExtension: nil)!,
+    services: [relay, accountEvents])
+try await app.runService()

@@ -50,7 +50,9 @@ struct Authenticator: Sendable {
         if let stamp = claims.sessionStamp, let current = principal.sessionStamp, stamp != current {
             throw APIError(.unauthorized, "Invalid token")
         }
-        return Identity(userID: principal.id, role: principal.role, method: .jwt, tokenID: claims.jti, tokenExpiry: claims.exp)
+        return Identity(
+            userID: principal.id, role: principal.role, method: .jwt, tokenID: claims.jti, tokenExpiry: claims.exp,
+            name: principal.name ?? "", email: principal.email ?? "", groupIDs: principal.groupIDs ?? [])
     }
 
     private func identifyAPIKey(_ key: String, path: String) async throws -> Identity {
@@ -68,7 +70,9 @@ struct Authenticator: Sendable {
             throw APIError(.forbidden, Self.apiKeyNotAllowed)
         }
         guard policy.allows(path: path) else { throw APIError.forbidden }
-        return Identity(userID: principal.id, role: principal.role, method: .apiKey)
+        return Identity(
+            userID: principal.id, role: principal.role, method: .apiKey, name: principal.name ?? "",
+            email: principal.email ?? "", groupIDs: principal.groupIDs ?? [])
     }
 
     private func user(_ id: String) async throws -> PrincipalInfo? {

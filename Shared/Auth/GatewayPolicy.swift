@@ -33,17 +33,29 @@ public struct PrincipalInfo: Codable, Sendable {
     public var role: String
     public var sessionStamp: String?
     public var apiKeysPermitted: Bool
+    /// Display name and email, passed on to services (chat messages carry the author's name).
+    public var name: String?
+    public var email: String?
+    /// Ids of the groups the user belongs to (access grants to groups need them).
+    public var groupIDs: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case id, role
+        case id, role, name, email
+        case groupIDs = "group_ids"
         case sessionStamp = "session_stamp"
         case apiKeysPermitted = "api_keys_permitted"
     }
 
-    public init(id: String, role: String, sessionStamp: String?, apiKeysPermitted: Bool) {
+    public init(
+        id: String, role: String, sessionStamp: String?, apiKeysPermitted: Bool, name: String? = nil, email: String? = nil,
+        groupIDs: [String]? = nil
+    ) {
         self.id = id
         self.role = role
         self.sessionStamp = sessionStamp
         self.apiKeysPermitted = apiKeysPermitted
+        self.name = name
+        self.email = email
+        self.groupIDs = groupIDs
     }
 }

@@ -17,13 +17,23 @@ public struct Identity: Sendable, Equatable {
     /// The JWT's `jti` and `exp` when the caller used a session token.
     public var tokenID: String?
     public var tokenExpiry: Int?
+    /// The user's display name and email as auth last reported them.
+    public var name: String
+    public var email: String
+    public var groupIDs: [String]
 
-    public init(userID: String, role: String, method: Method, tokenID: String? = nil, tokenExpiry: Int? = nil) {
+    public init(
+        userID: String, role: String, method: Method, tokenID: String? = nil, tokenExpiry: Int? = nil,
+        name: String = "", email: String = "", groupIDs: [String] = []
+    ) {
         self.userID = userID
         self.role = role
         self.method = method
         self.tokenID = tokenID
         self.tokenExpiry = tokenExpiry
+        self.name = name
+        self.email = email
+        self.groupIDs = groupIDs
     }
 
     public var isAdmin: Bool { role == "admin" }
@@ -39,7 +49,12 @@ public enum InternalHeader {
     public static let method = HTTPField.Name("X-Skiff-Auth")!
     public static let tokenID = HTTPField.Name("X-Skiff-Token-Id")!
     public static let tokenExpiry = HTTPField.Name("X-Skiff-Token-Exp")!
-    public static let all = [secret, userID, role, method, tokenID, tokenExpiry]
+    /// Percent-encoded, because names and emails may hold any character.
+    public static let name = HTTPField.Name("X-Skiff-User-Name")!
+    public static let email = HTTPField.Name("X-Skiff-User-Email")!
+    /// Comma-separated group ids.
+    public static let groups = HTTPField.Name("X-Skiff-User-Groups")!
+    public static let all = [secret, userID, role, method, tokenID, tokenExpiry, name, email, groups]
     /// Set by a service on a reply that made the gateway's cached callers stale:
     /// `user:<id>`, `config` or `all`. The gateway that proxied the reply applies and removes it.
     public static let invalidate = HTTPField.Name("X-Skiff-Invalidate")!
@@ -54,6 +69,13 @@ public enum InternalHeader {
         headers[method] = identity.method.rawValue
         if let tokenID = identity.tokenID { headers[Self.tokenID] = tokenID }
         if let expiry = identity.tokenExpiry { headers[tokenExpiry] = String(expiry) }
+        headers[name] = encode(identity.name)
+        headers[email] = encode(identity.email)
+        if !identity.groupIDs.isEmpty { headers[groups] = identity.groupIDs.joined(separator: ",") }
+    }
+
+    private static func encode(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
     }
 
     /// Reads the identity a gateway wrote; nil when the request is anonymous.
@@ -63,6 +85,8 @@ public enum InternalHeader {
         else { return nil }
         return Identity(
             userID: id, role: role, method: method, tokenID: headers[tokenID],
-            tokenExpiry: headers[tokenExpiry].flatMap { Int($0) })
+            tokenExpiry: headers[tokenExpiry].flatMap { Int($0) },
+            name: headers[name]?.removingPercentEncoding ?? "", email: headers[email]?.removingPercentEncoding ?? "",
+            groupIDs: headers[groups].map { $0.split(separator: ",").map(String.init) } ?? [])
     }
 }

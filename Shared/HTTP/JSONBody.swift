@@ -122,3 +122,44 @@ public enum JSONBody {
         }
     }
 }
+
+extension JSONBody {
+    /// FastAPI's answer to keys a form forbids (`extra='forbid'`): 422 `extra_forbidden` for each.
+    public static func rejectExtraKeys(_ body: JSONValue, allowed: Set<String>) throws {
+        guard case .object(let object) = body else { return }
+        let issues = object.keys.sorted().filter { !allowed.contains($0) }.map { key in
+            ValidationIssue(
+                type: "extra_forbidden", loc: [.string("body"), .string(key)], msg: "Extra inputs are not permitted",
+                input: object[key] ?? .null)
+        }
+        if !issues.isEmpty { throw APIError.validation(issues) }
+    }
+
+    /// FastAPI's answer to a missing or non-boolean query parameter value.
+    public static func queryBool(_ raw: String?, name: String, default value: Bool) throws -> Bool {
+        guard let raw else { return value }
+        switch raw.lowercased() {
+        case "true", "1", "yes", "on", "t", "y": return true
+        case "false", "0", "no", "off", "f", "n": return false
+        default:
+            throw APIError.validation([
+                ValidationIssue(
+                    type: "bool_parsing", loc: [.string("query"), .string(name)],
+                    msg: "Input should be a valid boolean, unable to interpret input", input: .string(raw))
+            ])
+        }
+    }
+
+    /// FastAPI's answer to a non-integer query parameter value.
+    public static func queryInt(_ raw: String?, name: String) throws -> Int? {
+        guard let raw else { return nil }
+        guard let value = Int(raw) else {
+            throw APIError.validation([
+                ValidationIssue(
+                    type: "int_parsing", loc: [.string("query"), .string(name)],
+                    msg: "Input should be a valid integer, unable to parse string as an integer", input: .string(raw))
+            ])
+        }
+        return value
+    }
+}

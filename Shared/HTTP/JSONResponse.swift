@@ -31,3 +31,12 @@ public struct Encoded<T: Encodable & Sendable>: ResponseGenerator, Sendable {
         try JSONResponse.make(value, status: status, headers: headers)
     }
 }
+
+extension JSONResponse {
+    /// A response whose JSON text was already built (Postgres builds list and chat bodies itself).
+    public static func text(_ json: String, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        var fields = headers
+        fields[.contentType] = "application/json"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(string: json)))
+    }
+}

@@ -314,10 +314,11 @@ struct AuthsController {
             return try await accounts.users.find(id: identity.userID, on: connection)
         }
         guard let user else { throw APIError(.badRequest, "Something went wrong :/") }
-        return try JSONResponse.make([
-            "id": user.id, "name": user.name, "role": user.role, "email": user.email,
-            "profile_image_url": user.profileImageURL,
-        ])
+        return try JSONResponse.make(
+            [
+                "id": user.id, "name": user.name, "role": user.role, "email": user.email,
+                "profile_image_url": user.profileImageURL,
+            ], headers: Invalidation.user(identity.userID))
     }
 
     @Sendable func updateTimezone(_ request: Request, context: ServiceRequestContext) async throws -> Encoded<[String: Bool]> {

@@ -16,8 +16,11 @@ struct InternalController {
 
     @Sendable func userPrincipal(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        guard let (role, stamp) = try await accounts.users.roleAndStamp(userID: id) else { throw APIError.notFound }
-        return try JSONResponse.make(Principal(id: id, role: role, sessionStamp: stamp, apiKeysPermitted: false))
+        guard let found = try await accounts.users.principal(userID: id) else { throw APIError.notFound }
+        return try JSONResponse.make(
+            PrincipalInfo(
+                id: id, role: found.role, sessionStamp: found.stamp, apiKeysPermitted: false, name: found.name,
+                email: found.email, groupIDs: found.groups))
     }
 
     /// The owner of a key (looked up by SHA-256) and whether they may use API keys at all.
@@ -25,7 +28,10 @@ struct InternalController {
         let hash = try context.parameters.require("hash")
         guard let owner = try await accounts.users.owner(apiKeyHash: hash) else { throw APIError.notFound }
         let permitted = try await accounts.mayUseAPIKeys(userID: owner.id, role: owner.role)
-        return try JSONResponse.make(Principal(id: owner.id, role: owner.role, sessionStamp: nil, apiKeysPermitted: permitted))
+        return try JSONResponse.make(
+            PrincipalInfo(
+                id: owner.id, role: owner.role, sessionStamp: nil, apiKeysPermitted: permitted, name: owner.name,
+                email: owner.email, groupIDs: owner.groups))
     }
 
     @Sendable func gatewayConfig(_ request: Request, context: ServiceRequestContext) async throws -> Response {

@@ -228,22 +228,32 @@ struct UserStore: Sendable {
     }
 
     /// The owner of an API key (by SHA-256) with their role.
-    func owner(apiKeyHash: String) async throws -> (id: String, role: String)? {
+    func owner(apiKeyHash: String) async throws -> (id: String, role: String, name: String, email: String, groups: [String])? {
         let rows = try await postgres.query(
-            "SELECT u.id, u.role FROM auth.api_keys k JOIN auth.users u ON u.id = k.user_id WHERE k.key_hash = \(apiKeyHash)",
-            logger: logger)
-        for try await (id, role) in rows.decode((String, String).self) { return (id, role) }
+            """
+            SELECT u.id, u.role, u.name, u.email,
+                coalesce((SELECT array_agg(m.group_id ORDER BY m.group_id) FROM auth.group_members m WHERE m.user_id = u.id), '{}')
+            FROM auth.api_keys k JOIN auth.users u ON u.id = k.user_id WHERE k.key_hash = \(apiKeyHash)
+            """, logger: logger)
+        for try await (id, role, name, email, groups) in rows.decode((String, String, String, String, [String]).self) {
+            return (id, role, name, email, groups)
+        }
         return nil
     }
 
-    /// Role and session stamp of a user, for the gateway.
-    func roleAndStamp(userID: String) async throws -> (role: String, stamp: String?)? {
+    /// Role, session stamp, name and email of a user, for the gateway.
+    func principal(userID: String) async throws -> (
+        role: String, stamp: String?, name: String, email: String, groups: [String]
+    )? {
         let rows = try await postgres.query(
             """
-            SELECT u.role, c.session_stamp FROM auth.users u LEFT JOIN auth.credentials c ON c.user_id = u.id
-            WHERE u.id = \(userID)
+            SELECT u.role, c.session_stamp, u.name, u.email,
+                coalesce((SELECT array_agg(m.group_id ORDER BY m.group_id) FROM auth.group_members m WHERE m.user_id = u.id), '{}')
+            FROM auth.users u LEFT JOIN auth.credentials c ON c.user_id = u.id WHERE u.id = \(userID)
             """, logger: logger)
-        for try await (role, stamp) in rows.decode((String, String?).self) { return (role, stamp) }
+        for try await (role, stamp, name, email, groups) in rows.decode((String, String?, String, String, [String]).self) {
+            return (role, stamp, name, email, groups)
+        }
         return nil
     }
 
