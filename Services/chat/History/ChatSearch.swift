@@ -47,32 +47,12 @@ struct ChatSearch: Sendable {
     }
 
     /// `ChatTitleIdResponse` with the search's real `archived` and its `snippet`.
-    struct Item: Encodable, Sendable {
-        var id: String
-        var title: String
-        var updatedAt: Int
-        var createdAt: Int
-        var lastReadAt: Int?
-        var snippet: String?
-        var active: Bool
-        var archived: Bool
-        enum CodingKeys: String, CodingKey {
-            case id, title, snippet, active, archived
-            case updatedAt = "updated_at"
-            case createdAt = "created_at"
-            case lastReadAt = "last_read_at"
-        }
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(id, forKey: .id)
-            try c.encode(title, forKey: .title)
-            try c.encode(updatedAt, forKey: .updatedAt)
-            try c.encode(createdAt, forKey: .createdAt)
-            try c.encode(lastReadAt, forKey: .lastReadAt)
-            try c.encode(snippet, forKey: .snippet)
-            try c.encode(active, forKey: .active)
-            try c.encode(archived, forKey: .archived)
-        }
+    static func item(_ row: Row, snippet: String?) -> String {
+        OrderedJSON.object([
+            "id": .string(row.id), "title": .string(row.title), "updated_at": .int(row.updatedAt),
+            "created_at": .int(row.createdAt), "last_read_at": JSONValue(row.lastReadAt), "snippet": JSONValue(snippet),
+            "active": .bool(false), "archived": .bool(row.archived),
+        ])
     }
 
     struct Row: Sendable {
@@ -160,15 +140,16 @@ extension ChatStore {
             sql.bind(folderIDs)
             sql.append(")")
         }
-        var exact = "false"
+        var exact: String?
         if !search.phrase.isEmpty {
-            exact = Self.matches(sql.placeholder(for: "%" + ChatsController.escapeLike(search.phrase) + "%"))
+            let phrase = Self.matches(sql.placeholder(for: "%" + ChatsController.escapeLike(search.phrase) + "%"))
+            exact = phrase
             let terms = search.terms.map { Self.matches(sql.placeholder(for: "%" + ChatsController.escapeLike($0) + "%")) }
-            sql.append(" AND (\(exact)")
+            sql.append(" AND (\(phrase)")
             if !terms.isEmpty { sql.append(" OR (" + terms.joined(separator: " AND ") + ")") }
             sql.append(")")
         }
-        sql.append(" ORDER BY \(exact) DESC, c.updated_at DESC, c.id LIMIT 60 OFFSET \(offset)")
+        sql.append(" ORDER BY \(exact.map { "\($0) DESC, " } ?? "")c.updated_at DESC, c.id LIMIT 60 OFFSET \(offset)")
         let rows = try await postgres.query(sql.query, logger: logger)
         var result: [ChatSearch.Row] = []
         for try await (id, title, updated, created, lastRead, archived, history, legacy) in rows.decode(

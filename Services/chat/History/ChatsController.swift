@@ -378,18 +378,14 @@ struct ChatsController {
             folderIDs = try await matchingFolders(search.folders, userID: user.userID)
         }
         let rows = try await history.chats.search(search, userID: user.userID, folderIDs: folderIDs, offset: offset)
-        let items = rows.map { row in
-            ChatSearch.Item(
-                id: row.id, title: row.title, updatedAt: row.updatedAt, createdAt: row.createdAt, lastReadAt: row.lastReadAt,
-                snippet: search.snippet(in: row.contents), active: false, archived: row.archived)
-        }
+        let items = rows.map { ChatSearch.item($0, snippet: search.snippet(in: $0.contents)) }
         if items.isEmpty, page == 1, search.singleTagQuery, let tag = search.tags.first {
             let history = self.history
             try await history.postgres.withTransaction(logger: history.logger) { connection in
                 try await history.chats.deleteUnusedTags(ids: [tag], userID: user.userID, on: connection)
             }
         }
-        return try JSONResponse.make(items)
+        return JSONResponse.text(OrderedJSON.array(items))
     }
 
     /// The caller's folders whose normalised name matches, with their subfolders.
@@ -757,8 +753,10 @@ struct ChatsController {
             let count = try await history.chats.markRead(folderIDs: nil, userID: user.userID, on: connection)
             return (count, try await folderUnreadCounts(userID: user.userID, on: connection))
         }
-        return try JSONResponse.make(
-            JSONValue.object(["updated_count": .int(count), "folder_unread_counts": .object(unread.mapValues(JSONValue.int))]))
+        return JSONResponse.text(
+            OrderedJSON.object([
+                "updated_count": .int(count), "folder_unread_counts": .object(unread.mapValues(JSONValue.int)),
+            ]))
     }
 
     @Sendable func markUnread(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -769,28 +767,11 @@ struct ChatsController {
             try await history.chats.setLastRead(id: row.id, to: 0, on: connection)
             return (row.folderID, try await folderUnreadCounts(userID: user.userID, on: connection))
         }
-        return try JSONResponse.make(
-            UnreadReply(chatID: id, folderID: folder, folderUnreadCounts: unread))
-    }
-
-    struct UnreadReply: Encodable {
-        var chatID: String
-        var lastReadAt = 0
-        var folderID: String?
-        var folderUnreadCounts: [String: Int]
-        enum CodingKeys: String, CodingKey {
-            case chatID = "chat_id"
-            case lastReadAt = "last_read_at"
-            case folderID = "folder_id"
-            case folderUnreadCounts = "folder_unread_counts"
-        }
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(chatID, forKey: .chatID)
-            try c.encode(lastReadAt, forKey: .lastReadAt)
-            try c.encode(folderID, forKey: .folderID)
-            try c.encode(folderUnreadCounts, forKey: .folderUnreadCounts)
-        }
+        return JSONResponse.text(
+            OrderedJSON.object([
+                "chat_id": .string(id), "last_read_at": .int(0), "folder_id": JSONValue(folder),
+                "folder_unread_counts": .object(unread.mapValues(JSONValue.int)),
+            ]))
     }
 
     /// Unread chats of every folder the user owns, each counting its subfolders.
@@ -1013,7 +994,7 @@ struct ChatsController {
         let shareID = try context.parameters.require("share_id")
         guard let share = try await history.chats.share(id: shareID) else { throw Self.notFound401 }
         guard try await mayRead(share, user) else { throw Self.prohibited }
-        return try JSONResponse.make(try SharedView(share: share).response(for: user))
+        return JSONResponse.text(try SharedView(share: share).response(for: user))
     }
 
     @Sendable func updateShareAccess(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -1053,30 +1034,14 @@ struct ChatsController {
         let id = try context.parameters.require("id")
         guard try await history.chats.owner(of: id) == user.userID else { throw APIError.notFound }
         let grants = try await history.chats.grants(chatID: id)
-        return try JSONResponse.make(
-            grants.map { grant in
-                GrantReply(
-                    id: "\(id):\(grant.principalType):\(grant.principalID):\(grant.permission)",
-                    principalType: grant.principalType, principalID: grant.principalID, permission: grant.permission)
-            })
-    }
-
-    struct GrantReply: Encodable {
-        var id: String
-        var principalType: String
-        var principalID: String
-        var permission: String
-        enum CodingKeys: String, CodingKey {
-            case id, permission
-            case principalType = "principal_type"
-            case principalID = "principal_id"
-        }
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(id, forKey: .id)
-            try c.encode(principalType, forKey: .principalType)
-            try c.encode(principalID, forKey: .principalID)
-            try c.encode(permission, forKey: .permission)
-        }
+        return JSONResponse.text(
+            OrderedJSON.array(
+                grants.map { grant in
+                    OrderedJSON.object([
+                        "id": .string("\(id):\(grant.principalType):\(grant.principalID):\(grant.permission)"),
+                        "principal_type": .string(grant.principalType), "principal_id": .string(grant.principalID),
+                        "permission": .string(grant.permission),
+                    ])
+                }))
     }
 }

@@ -59,58 +59,12 @@ struct FoldersController {
         enum CodingKeys: String, CodingKey { case accessGrants = "access_grants" }
     }
 
-    /// `FolderNameIdResponse`.
-    struct ListItem: Encodable {
-        var folder: FolderRow
-        var meta: JSONValue?
-        var unreadCount: Int
-        enum CodingKeys: String, CodingKey {
-            case id, name, meta
-            case parentID = "parent_id"
-            case isExpanded = "is_expanded"
-            case unreadCount = "unread_count"
-            case createdAt = "created_at"
-            case updatedAt = "updated_at"
-        }
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(folder.id, forKey: .id)
-            try c.encode(folder.name, forKey: .name)
-            try c.encode(meta, forKey: .meta)
-            try c.encode(folder.parentID, forKey: .parentID)
-            try c.encode(folder.isExpanded, forKey: .isExpanded)
-            try c.encode(unreadCount, forKey: .unreadCount)
-            try c.encode(folder.createdAt, forKey: .createdAt)
-            try c.encode(folder.updatedAt, forKey: .updatedAt)
-        }
-    }
-
-    struct ReadReply: Encodable {
-        var folderID: String
-        var folderIDs: [String]
-        var updatedCount: Int
-        var folderUnreadCounts: [String: Int]
-        enum CodingKeys: String, CodingKey {
-            case folderID = "folder_id"
-            case folderIDs = "folder_ids"
-            case updatedCount = "updated_count"
-            case folderUnreadCounts = "folder_unread_counts"
-        }
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(folderID, forKey: .folderID)
-            try c.encode(folderIDs, forKey: .folderIDs)
-            try c.encode(updatedCount, forKey: .updatedCount)
-            try c.encode(folderUnreadCounts, forKey: .folderUnreadCounts)
-        }
-    }
-
     /// The list drops `user_id`, `items` and `data`, keeps only `meta.icon`, and counts unread chats of each
     /// folder's whole subtree. Folders whose parent is gone (or that sit on a cycle) move to the top level.
     @Sendable func list(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let store = history.folders
-        let body = try await history.postgres.withConnection { connection -> [ListItem] in
+        let body = try await history.postgres.withConnection { connection -> [String] in
             var folders = try await store.rows(userID: user.userID, on: connection)
             let byID = Dictionary(uniqueKeysWithValues: folders.map { ($0.id, $0) })
             var orphans: [String] = []
@@ -140,10 +94,15 @@ struct FoldersController {
             return folders.map { folder in
                 let meta: JSONValue? =
                     if case .object(let object)? = folder.meta { .object(["icon": object["icon"] ?? .null]) } else { nil }
-                return ListItem(folder: folder, meta: meta, unreadCount: totals[folder.id] ?? 0)
+                return OrderedJSON.object([
+                    "id": .string(folder.id), "name": .string(folder.name), "meta": meta ?? .null,
+                    "parent_id": JSONValue(folder.parentID), "is_expanded": .bool(folder.isExpanded),
+                    "unread_count": .int(totals[folder.id] ?? 0), "created_at": .int(folder.createdAt),
+                    "updated_at": .int(folder.updatedAt),
+                ])
             }
         }
-        return try JSONResponse.make(body)
+        return JSONResponse.text(OrderedJSON.array(body))
     }
 
     @Sendable func create(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -287,7 +246,11 @@ struct FoldersController {
                 parents: Dictionary(uniqueKeysWithValues: folders.map { ($0.id, $0.parentID) }), direct: direct)
             return (ids, updated, totals)
         }
-        return try JSONResponse.make(ReadReply(folderID: id, folderIDs: ids, updatedCount: updated, folderUnreadCounts: counts))
+        return JSONResponse.text(
+            OrderedJSON.object([
+                "folder_id": .string(id), "folder_ids": .array(ids.map(JSONValue.string)), "updated_count": .int(updated),
+                "folder_unread_counts": .object(counts.mapValues(JSONValue.int)),
+            ]))
     }
 
     /// The owner's chats directly in the folder (not pinned, not archived).

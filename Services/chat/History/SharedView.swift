@@ -35,50 +35,13 @@ struct SharedView {
     }
 
     /// `ChatResponse` of the share: its own id, the owner, the snapshot.
-    func response(for reader: Identity) -> Body {
-        Body(
-            id: share.id, userID: share.userID, title: share.title, chat: .object(shaped(for: reader)),
-            updatedAt: share.updatedAt, createdAt: share.createdAt, shareID: share.id)
-    }
-
-    struct Body: Encodable {
-        var id: String
-        var userID: String
-        var title: String
-        var chat: JSONValue
-        var updatedAt: Int
-        var createdAt: Int
-        var shareID: String
-
-        enum CodingKeys: String, CodingKey {
-            case id, title, chat, archived, pinned, meta, variables, tasks, summary
-            case userID = "user_id"
-            case updatedAt = "updated_at"
-            case createdAt = "created_at"
-            case shareID = "share_id"
-            case folderID = "folder_id"
-            case currentMessageID = "current_message_id"
-            case contextUsage = "context_usage"
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(id, forKey: .id)
-            try c.encode(userID, forKey: .userID)
-            try c.encode(title, forKey: .title)
-            try c.encode(chat, forKey: .chat)
-            try c.encode(updatedAt, forKey: .updatedAt)
-            try c.encode(createdAt, forKey: .createdAt)
-            try c.encode(shareID, forKey: .shareID)
-            try c.encode(false, forKey: .archived)
-            try c.encode(false, forKey: .pinned)
-            try c.encode(JSONValue.object([:]), forKey: .meta)
-            try c.encode(JSONValue.object([:]), forKey: .variables)
-            try c.encodeNil(forKey: .folderID)
-            try c.encodeNil(forKey: .tasks)
-            try c.encodeNil(forKey: .summary)
-            try c.encodeNil(forKey: .currentMessageID)
-            try c.encodeNil(forKey: .contextUsage)
-        }
+    func response(for reader: Identity) -> String {
+        OrderedJSON.object([
+            "id": .string(share.id), "user_id": .string(share.userID), "title": .string(share.title),
+            "chat": .object(shaped(for: reader)), "updated_at": .int(share.updatedAt), "created_at": .int(share.createdAt),
+            "share_id": .string(share.id), "archived": .bool(false), "pinned": .bool(false), "meta": .object([:]),
+            "variables": .object([:]), "folder_id": .null, "tasks": .null, "summary": .null, "current_message_id": .null,
+            "context_usage": .null,
+        ])
     }
 }

@@ -1,0 +1,27 @@
+// JSON objects whose keys come out in a fixed order (Foundation's encoder does not keep the order of
+// `encode` calls on Linux), so bodies built in Swift read like the real server's.
+import Foundation
+
+public enum OrderedJSON {
+    /// `{"k1": v1, "k2": v2, ...}` in the order given.
+    public static func object(_ pairs: KeyValuePairs<String, JSONValue>) -> String {
+        "{" + pairs.map { JSONValue.string($0.key).jsonText + ":" + $0.value.jsonText }.joined(separator: ",") + "}"
+    }
+
+    /// A JSON array of already-encoded items.
+    public static func array(_ items: [String]) -> String {
+        "[" + items.joined(separator: ",") + "]"
+    }
+}
+
+extension JSONValue {
+    /// `.string`, or `.null` for nil.
+    public init(_ text: String?) {
+        self = text.map(JSONValue.string) ?? .null
+    }
+
+    /// `.int`, or `.null` for nil.
+    public init(_ number: Int?) {
+        self = number.map(JSONValue.int) ?? .null
+    }
+}
