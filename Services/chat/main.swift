@@ -8,7 +8,9 @@ let runtime = try ServiceRuntime(name: "chat", config: config)
 let history = ChatHistory(postgres: runtime.postgres, redis: runtime.redis, logger: runtime.logger)
 
 let router = runtime.makeRouter()
-router.addRoutes(ChatsController(history: history).routes, atPath: "/api/v1/chats")
+let chats = ChatsController(history: history)
+router.addRoutes(chats.routes, atPath: "/api/v1/chats")
+router.addRoutes(chats.extraRoutes, atPath: "/api/v1/chats")
 router.addRoutes(FoldersController(history: history).routes, atPath: "/api/v1/folders")
 
 let relay = OutboxRelay(outbox: history.outbox, postgres: runtime.postgres, redis: runtime.redis, logger: runtime.logger)

@@ -8,6 +8,8 @@ public struct APIError: Error, Sendable {
     public var status: HTTPResponse.Status
     public var detail: JSONValue
     public var headers: HTTPFields
+    /// The detail as JSON text, when its keys must keep an order (FastAPI's validation list).
+    public var detailText: String?
 
     public init(_ status: HTTPResponse.Status, _ detail: String, headers: HTTPFields = [:]) {
         self.status = status
@@ -47,7 +49,9 @@ extension APIError {
 
     /// FastAPI's 422 for a body that fails validation: a list of `{type, loc, msg, input}`.
     public static func validation(_ items: [ValidationIssue]) -> APIError {
-        APIError(.unprocessableContent, detail: .array(items.map(\.json)))
+        var error = APIError(.unprocessableContent, detail: .array(items.map(\.json)))
+        error.detailText = OrderedJSON.array(items.map(\.orderedText))
+        return error
     }
 }
 
@@ -65,6 +69,13 @@ public struct ValidationIssue: Sendable {
         self.msg = msg
         self.input = input
         self.ctx = ctx
+    }
+
+    /// `{"type", "loc", "msg", "input"[, "ctx"]}` in FastAPI's order.
+    var orderedText: String {
+        let text = OrderedJSON.object(["type": .string(type), "loc": .array(loc), "msg": .string(msg), "input": input])
+        guard let ctx else { return text }
+        return String(text.dropLast()) + ",\"ctx\":" + ctx.jsonText + "}"
     }
 
     var json: JSONValue {

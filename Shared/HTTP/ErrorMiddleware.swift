@@ -54,7 +54,7 @@ public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         var headers = apiError.headers
         headers[.contentType] = "application/json"
-        let body = JSONValue.object(["detail": apiError.detail]).jsonText
+        let body = apiError.detailText.map { "{\"detail\":\($0)}" } ?? JSONValue.object(["detail": apiError.detail]).jsonText
         return Response(status: apiError.status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 }

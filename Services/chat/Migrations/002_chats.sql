@@ -65,3 +65,9 @@ CREATE TABLE share_grants (
     permission text NOT NULL,
     PRIMARY KEY (chat_id, principal_type, principal_id, permission)
 );
+
+-- Admin settings of the chat service (`/api/v1/chats/config`), one JSON object.
+CREATE TABLE settings (
+    key text PRIMARY KEY,
+    value jsonb NOT NULL
+);
