@@ -141,7 +141,7 @@ struct ChatsController {
     // MARK: Helpers
 
     static func query(_ request: Request, _ name: String) -> String? {
-        request.uri.queryParameters[Substring(name)].map(String.init)
+        request.queryValue(name)
     }
 
     /// The 60-per-page offset of `page`; a page below 1 is refused like the original's database error.
@@ -914,7 +914,7 @@ struct ChatsController {
         let data = try await history.body(request)
         var form = ShareForm()
         var modeSent = false
-        if !data.isEmpty, let body = try? JSONBody.decode(JSONValue.self, from: data), body != .null {
+        if !data.isEmpty, case let body = try JSONBody.decode(JSONValue.self, from: data), body != .null {
             form = try JSONBody.decode(ShareForm.self, from: data)
             modeSent = body["share_mode"] != nil
             if let mode = form.shareMode, mode != "continue" { throw Self.shareModeIssue(mode) }

@@ -257,7 +257,7 @@ struct FoldersController {
     @Sendable func sharedChats(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let page = try JSONBody.queryInt(request.uri.queryParameters["page"].map(String.init), name: "page")
+        let page = try JSONBody.queryInt(request.queryValue("page"), name: "page")
         if let page, page < 1 {
             throw APIError.validation([
                 ValidationIssue(
@@ -282,7 +282,7 @@ struct FoldersController {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
         let deleteContents = try JSONBody.queryBool(
-            request.uri.queryParameters["delete_contents"].map(String.init), name: "delete_contents", default: true)
+            request.queryValue("delete_contents"), name: "delete_contents", default: true)
         let history = self.history
         try await history.postgres.withTransaction(logger: history.logger) { connection in
             try await history.folders.lockUser(user.userID, on: connection)
