@@ -44,7 +44,7 @@ struct GatewayResponder: HTTPResponder {
         case (.get, "/health"), (.head, "/health"):
             return try JSONResponse.make(["status": true])
         case (.get, "/health/db"):
-            return ServiceProxy.response(from: try await proxy.forward(request, path: path, to: .auth, identity: nil))
+            return try await ServiceProxy.response(from: try await proxy.forward(request, path: path, to: .auth, identity: nil))
         case (.get, "/api/version"):
             return try JSONResponse.make(["version": SkiffVersion.openWebUI, "deployment_id": ""])
         case (.get, "/openapi.json"):
@@ -92,7 +92,7 @@ struct GatewayResponder: HTTPResponder {
         }
 
         let upstreamResponse = try await proxy.forward(request, path: path, to: upstream, identity: identity, body: body)
-        var response = ServiceProxy.response(from: upstreamResponse)
+        var response = try await ServiceProxy.response(from: upstreamResponse)
         if let hint = response.headers[InternalHeader.invalidate] {
             cache.apply(hint: hint)
             response.headers[InternalHeader.invalidate] = nil

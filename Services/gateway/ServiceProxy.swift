@@ -72,8 +72,12 @@ struct ServiceProxy: Sendable {
         let prepared = outbound
         let headTimeout = RouteMap.isLongRunning(path) ? longHeadTimeout : headTimeout
         do {
-            // The reply's head must arrive in time (a service waiting on a dead database answers 503 here);
-            // its body may then stream for as long as it lasts.
+            // An ordinary route must answer within the head timeout (a service waiting on a dead database
+            // answers 503 here); the client's own deadline does that without a timer task per request.
+            if !RouteMap.isLongRunning(path) {
+                return try await client.execute(prepared, deadline: .now() + TimeAmount(headTimeout))
+            }
+            // A long-running route's head must arrive in time; its body may then stream for as long as it lasts.
             return try await withThrowingTaskGroup(of: HTTPClientResponse?.self) { group in
                 group.addTask { try await client.execute(prepared, deadline: .now() + .hours(2)) }
                 group.addTask {
@@ -94,19 +98,37 @@ struct ServiceProxy: Sendable {
         }
     }
 
-    /// Turns an upstream reply into ours; the body streams through as it arrives.
-    static func response(from upstream: HTTPClientResponse) -> Response {
+    /// Replies up to this size are read whole and sent in one write; larger ones stream.
+    static let wholeReplyLimit = 256 << 10
+
+    /// Turns an upstream reply into ours: a small reply of known length goes out in one piece, anything else
+    /// streams through as it arrives.
+    static func response(from upstream: HTTPClientResponse) async throws -> Response {
         var headers = HTTPFields()
         for header in upstream.headers where !hopByHop.contains(header.name.lowercased()) {
             if let name = HTTPField.Name(header.name) { headers.append(HTTPField(name: name, value: header.value)) }
         }
-        return Response(
-            status: HTTPResponse.Status(code: Int(upstream.status.code)), headers: headers,
-            body: ResponseBody(asyncSequence: upstream.body))
+        let status = HTTPResponse.Status(code: Int(upstream.status.code))
+        if let length = upstream.headers.first(name: "content-length").flatMap(Int.init), length <= wholeReplyLimit {
+            do {
+                let body = try await upstream.body.collect(upTo: wholeReplyLimit)
+                return Response(status: status, headers: headers, body: .init(byteBuffer: body))
+            } catch {
+                throw APIError.unavailable
+            }
+        }
+        return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: upstream.body))
     }
 }
 
 struct BodyTooLarge: Error {}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
 
 /// Signals when a streamed request body has been read to its end, failed, or been dropped.
 final class BodyCompletion: Sendable {

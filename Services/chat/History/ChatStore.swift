@@ -80,13 +80,27 @@ struct ChatStore: Sendable {
 
     // MARK: Reads
 
+    /// One chat of the user as `ChatResponse` text, as `GET /api/v1/chats/{id}` shows it.
+    func ownJSON(id: String, userID: String) async throws -> String? {
+        for try await text in try await postgres.execute(OwnChat(id: id, userID: userID), logger: logger) { return text }
+        return nil
+    }
+
     /// One chat of the user as `ChatResponse` text.
-    func json(id: String, userID: String, shareMode: Bool = false) async throws -> String? {
+    func json(id: String, userID: String) async throws -> String? {
         let rows = try await postgres.query(
-            "SELECT \(unescaped: Self.chatJSON(shareMode: shareMode))::text FROM chat.chats c WHERE c.id = \(id) AND c.user_id = \(userID)",
+            "SELECT \(unescaped: Self.chatJSON())::text FROM chat.chats c WHERE c.id = \(id) AND c.user_id = \(userID)",
             logger: logger)
         for try await text in rows.decode(String.self) { return text }
         return nil
+    }
+
+    /// A page of the chat list, newest first.
+    func page(userID: String, includePinned: Bool, includeFolders: Bool, limit: Int?, offset: Int) async throws -> String {
+        let statement = ChatListPage(
+            userID: userID, includePinned: includePinned, includeFolders: includeFolders, limit: limit, offset: offset)
+        for try await text in try await postgres.execute(statement, logger: logger) { return text }
+        return "[]"
     }
 
     func json(id: String, on connection: PostgresConnection) async throws -> String? {
@@ -167,16 +181,17 @@ struct ChatStore: Sendable {
 
     /// Inserts a chat and returns it as `ChatResponse` text.
     func insert(_ row: ChatRow, lastReadAt: Int, on connection: PostgresConnection) async throws -> String {
-        let rows = try await connection.query(
-            """
-            INSERT INTO chat.chats AS c (id, user_id, title, chat, created_at, updated_at, archived, pinned, meta,
-                variables, folder_id, current_message_id, last_read_at)
-            VALUES (\(row.id), \(row.userID), \(row.title), \(JSONValue.object(row.chat).jsonText)::jsonb, \(row.createdAt),
-                \(row.updatedAt), \(row.archived), \(row.pinned), \(JSONValue.object(row.meta).jsonText)::jsonb,
-                \((row.variables ?? .object([:])).jsonText)::jsonb, \(row.folderID), \(row.currentMessageID), \(lastReadAt))
-            RETURNING \(unescaped: Self.chatJSON())::text
-            """, logger: logger)
-        for try await text in rows.decode(String.self) { return text }
+        for try await text in try await connection.execute(InsertChat(row: row, lastReadAt: lastReadAt), logger: logger) {
+            return text
+        }
+        throw APIError(.badRequest, "Something went wrong :/")
+    }
+
+    /// Inserts a chat outside any transaction, together with its event; returns the `ChatResponse` text.
+    func insert(_ row: ChatRow, lastReadAt: Int, event: Event, stream: String) async throws -> String {
+        let payload = String(decoding: try JSONEncoder.skiff.encode(event), as: UTF8.self)
+        let statement = InsertChatWithEvent(row: row, lastReadAt: lastReadAt, stream: stream, event: payload)
+        for try await text in try await postgres.execute(statement, logger: logger) { return text }
         throw APIError(.badRequest, "Something went wrong :/")
     }
 

@@ -186,12 +186,14 @@ struct ChatsController {
         let offset = try Self.offset(page: page)
         let sortBy = Self.query(request, "sort_by") ?? "updated_at"
         let ascending = Self.query(request, "sort_dir") == "asc"
-        let order: ChatOrder
-        switch sortBy {
-        case "title": order = ChatOrder(column: "title", ascending: ascending)
-        case "unread_updated_at": order = ChatOrder(column: "updated_at", ascending: false)
-        default: order = ChatOrder(column: "updated_at", ascending: ascending)
+        let limit = page == nil ? nil : 60
+        if sortBy == "unread_updated_at" || (sortBy != "title" && !ascending) {
+            return JSONResponse.text(
+                try await history.chats.page(
+                    userID: user.userID, includePinned: includePinned, includeFolders: includeFolders, limit: limit,
+                    offset: offset))
         }
+        let order = ChatOrder(column: sortBy == "title" ? "title" : "updated_at", ascending: ascending)
         let sql = ChatStore.list(
             item: ChatStore.titleJSON(),
             where: { sql in
@@ -200,7 +202,7 @@ struct ChatsController {
                 sql.append(" AND NOT c.archived")
                 if !includeFolders { sql.append(" AND c.folder_id IS NULL") }
                 if !includePinned { sql.append(" AND NOT c.pinned") }
-            }, order: order, limit: page == nil ? nil : 60, offset: offset)
+            }, order: order, limit: limit, offset: offset)
         return JSONResponse.text(try await history.chats.array(sql))
     }
 
@@ -422,17 +424,19 @@ struct ChatsController {
             variables: .object(form.variables ?? [:]), folderID: form.folderID, pinned: false, archived: false,
             shareID: nil, currentMessageID: ChatDocument.currentMessageID(chat), createdAt: now, updatedAt: now)
         let history = self.history
+        let event = Event(
+            type: "chat.created", actorID: user.userID,
+            data: .object(["chat_id": .string(row.id), "user_id": .string(user.userID), "title": .string(row.title)]))
+        guard let folder = form.folderID else {
+            return JSONResponse.text(
+                try await history.chats.insert(row, lastReadAt: now, event: event, stream: history.outbox.stream))
+        }
         let json = try await history.postgres.withTransaction(logger: history.logger) { connection -> String in
-            if let folder = form.folderID,
-                !(try await history.folders.exists(id: folder, userID: user.userID, on: connection))
-            {
+            guard try await history.folders.exists(id: folder, userID: user.userID, on: connection) else {
                 throw APIError.notFound
             }
             let json = try await history.chats.insert(row, lastReadAt: now, on: connection)
-            try await history.publish(
-                "chat.created", actor: user.userID,
-                data: ["chat_id": .string(row.id), "user_id": .string(user.userID), "title": .string(row.title)],
-                on: connection)
+            try await history.outbox.enqueue(event, on: connection, logger: history.logger)
             return json
         }
         return JSONResponse.text(json)
@@ -480,7 +484,7 @@ struct ChatsController {
     @Sendable func get(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        guard let json = try await history.chats.json(id: id, userID: user.userID, shareMode: true) else {
+        guard let json = try await history.chats.ownJSON(id: id, userID: user.userID) else {
             throw Self.notFound401
         }
         return JSONResponse.text(json)
