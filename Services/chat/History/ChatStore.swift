@@ -117,17 +117,18 @@ struct ChatStore: Sendable {
         return "[]"
     }
 
-    /// A list of the user's chats: `where` is SQL over `c` (with its binds already in `builder`).
+    /// A list of the user's chats: `where` is SQL over `c` (with its binds already in `builder`). The page is
+    /// chosen on ids and sort keys alone; only its rows are then turned into JSON.
     static func list(
         item: String, where build: (inout SQLBuilder) -> Void, order: ChatOrder?, limit: Int? = nil, offset: Int = 0
     ) -> SQLBuilder {
-        var sql = SQLBuilder("SELECT coalesce(json_agg(item ORDER BY n), '[]')::text FROM (SELECT \(item) AS item, ")
+        var sql = SQLBuilder("SELECT coalesce(json_agg(\(item) ORDER BY page.n), '[]')::text FROM (SELECT c.id, ")
         sql.append("row_number() OVER (\(order.map { "ORDER BY \($0.sql)" } ?? "")) AS n FROM chat.chats c WHERE ")
         build(&sql)
         if let order { sql.append(" ORDER BY \(order.sql)") }
         if let limit { sql.append(" LIMIT \(limit)") }
         if offset > 0 { sql.append(" OFFSET \(offset)") }
-        sql.append(") page")
+        sql.append(") page JOIN chat.chats c ON c.id = page.id")
         return sql
     }
 

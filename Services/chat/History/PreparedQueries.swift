@@ -4,13 +4,12 @@ import Foundation
 import PostgresNIO
 import Shared
 
-/// A page of the user's chat list, newest first (`GET /api/v1/chats/`).
+/// A page of the user's chat list, newest first (`GET /api/v1/chats/`), from the stored list entries.
 struct ChatListPage: PostgresPreparedStatement {
     static let sql = """
-        SELECT coalesce(json_agg(item ORDER BY n), '[]')::text FROM (SELECT \(ChatStore.titleJSON()) AS item,
-            row_number() OVER (ORDER BY c.updated_at DESC, c.id) AS n FROM chat.chats c
+        SELECT '[' || array_to_string(ARRAY(SELECT c.item FROM chat.chats c
             WHERE c.user_id = $1 AND NOT c.archived AND ($2 OR NOT c.pinned) AND ($3 OR c.folder_id IS NULL)
-            ORDER BY c.updated_at DESC, c.id LIMIT $4 OFFSET $5) page
+            ORDER BY c.updated_at DESC, c.id LIMIT $4 OFFSET $5), ',') || ']'
         """
     typealias Row = String
 
