@@ -164,11 +164,7 @@ extension ChatsController {
                 id: UUID().uuidString.lowercased(), userID: user.userID, title: ChatDocument.title(chat), chat: chat,
                 meta: meta, variables: row.variables, folderID: row.folderID, pinned: row.pinned, archived: false,
                 shareID: nil, currentMessageID: source, createdAt: now, updatedAt: now)
-            let json = try await history.chats.insert(copy, lastReadAt: now, on: connection)
-            try await history.publish(
-                "chat.created", actor: user.userID,
-                data: ["chat_id": .string(copy.id), "user_id": .string(user.userID), "title": .string(copy.title)],
-                on: connection)
+            let json = try await history.create(copy, actor: user.userID, lastReadAt: now, on: connection)
             return json
         }
         return JSONResponse.text(json)

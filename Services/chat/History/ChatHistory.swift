@@ -33,5 +33,32 @@ struct ChatHistory: Sendable {
         try await outbox.enqueue(Event(type: type, actorID: actor, data: .object(data)), on: connection, logger: logger)
     }
 
+    /// An event about one chat: its id and owner, and what else the event carries.
+    static func chatEvent(_ type: String, chatID: String, ownerID: String, actor: String, extra: [String: JSONValue] = [:])
+        -> Event
+    {
+        var data = extra
+        data["chat_id"] = .string(chatID)
+        data["user_id"] = .string(ownerID)
+        return Event(type: type, actorID: actor, data: .object(data))
+    }
+
+    func publishChat(
+        _ type: String, chatID: String, ownerID: String, actor: String, extra: [String: JSONValue] = [:],
+        on connection: PostgresConnection
+    ) async throws {
+        let event = Self.chatEvent(type, chatID: chatID, ownerID: ownerID, actor: actor, extra: extra)
+        try await outbox.enqueue(event, on: connection, logger: logger)
+    }
+
+    /// Inserts a new chat and its `chat.created` event; returns the `ChatResponse` text.
+    func create(_ row: ChatRow, actor: String, lastReadAt: Int, on connection: PostgresConnection) async throws -> String {
+        let json = try await chats.insert(row, lastReadAt: lastReadAt, on: connection)
+        try await publishChat(
+            "chat.created", chatID: row.id, ownerID: row.userID, actor: actor, extra: ["title": .string(row.title)],
+            on: connection)
+        return json
+    }
+
     static func now() -> Int { Int(Date().timeIntervalSince1970) }
 }

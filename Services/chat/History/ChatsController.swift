@@ -170,9 +170,9 @@ struct ChatsController {
     }
 
     func publishUpdated(_ row: ChatRow, actor: String, on connection: PostgresConnection) async throws {
-        try await history.publish(
-            "chat.updated", actor: actor,
-            data: ["chat_id": .string(row.id), "user_id": .string(row.userID), "title": .string(row.title)], on: connection)
+        try await history.publishChat(
+            "chat.updated", chatID: row.id, ownerID: row.userID, actor: actor, extra: ["title": .string(row.title)],
+            on: connection)
     }
 
     // MARK: Lists
@@ -424,10 +424,9 @@ struct ChatsController {
             variables: .object(form.variables ?? [:]), folderID: form.folderID, pinned: false, archived: false,
             shareID: nil, currentMessageID: ChatDocument.currentMessageID(chat), createdAt: now, updatedAt: now)
         let history = self.history
-        let event = Event(
-            type: "chat.created", actorID: user.userID,
-            data: .object(["chat_id": .string(row.id), "user_id": .string(user.userID), "title": .string(row.title)]))
         guard let folder = form.folderID else {
+            let event = ChatHistory.chatEvent(
+                "chat.created", chatID: row.id, ownerID: row.userID, actor: user.userID, extra: ["title": .string(row.title)])
             return JSONResponse.text(
                 try await history.chats.insert(row, lastReadAt: now, event: event, stream: history.outbox.stream))
         }
@@ -435,9 +434,7 @@ struct ChatsController {
             guard try await history.folders.exists(id: folder, userID: user.userID, on: connection) else {
                 throw APIError.notFound
             }
-            let json = try await history.chats.insert(row, lastReadAt: now, on: connection)
-            try await history.outbox.enqueue(event, on: connection, logger: history.logger)
-            return json
+            return try await history.create(row, actor: user.userID, lastReadAt: now, on: connection)
         }
         return JSONResponse.text(json)
     }
@@ -468,13 +465,9 @@ struct ChatsController {
                     currentMessageID: item.currentMessageID ?? ChatDocument.currentMessageID(chat),
                     createdAt: item.createdAt.flatMap { $0 == 0 ? nil : $0 } ?? now,
                     updatedAt: item.updatedAt.flatMap { $0 == 0 ? nil : $0 } ?? now)
-                bodies.append(try await history.chats.insert(row, lastReadAt: now, on: connection))
+                bodies.append(try await history.create(row, actor: user.userID, lastReadAt: now, on: connection))
                 let tags = row.tags.map { (id: Self.tagID($0), name: $0) }
                 try await history.chats.ensureTags(tags, userID: user.userID, on: connection)
-                try await history.publish(
-                    "chat.created", actor: user.userID,
-                    data: ["chat_id": .string(row.id), "user_id": .string(user.userID), "title": .string(row.title)],
-                    on: connection)
             }
             return bodies
         }
@@ -635,9 +628,8 @@ struct ChatsController {
             let tags = row.tags
             _ = try await history.chats.delete(ids: [row.id], userID: row.userID, on: connection)
             try await history.chats.deleteUnusedTags(ids: tags, userID: row.userID, on: connection)
-            try await history.publish(
-                "chat.deleted", actor: user.userID, data: ["chat_id": .string(row.id), "user_id": .string(row.userID)],
-                on: connection)
+            try await history.publishChat(
+                "chat.deleted", chatID: row.id, ownerID: row.userID, actor: user.userID, on: connection)
         }
         return JSONResponse.text("true")
     }
@@ -649,9 +641,8 @@ struct ChatsController {
             let ids = try await history.chats.deleteAll(userID: user.userID, on: connection)
             try await history.chats.deleteAllTags(userID: user.userID, on: connection)
             for id in ids {
-                try await history.publish(
-                    "chat.deleted", actor: user.userID, data: ["chat_id": .string(id), "user_id": .string(user.userID)],
-                    on: connection)
+                try await history.publishChat(
+                    "chat.deleted", chatID: id, ownerID: user.userID, actor: user.userID, on: connection)
             }
         }
         return JSONResponse.text("true")
@@ -861,11 +852,7 @@ struct ChatsController {
                 id: UUID().uuidString.lowercased(), userID: user.userID, title: ChatDocument.title(chat), chat: chat,
                 meta: row.meta, variables: row.variables, folderID: row.folderID, pinned: row.pinned, archived: false,
                 shareID: nil, currentMessageID: ChatDocument.currentMessageID(chat), createdAt: now, updatedAt: now)
-            let json = try await history.chats.insert(copy, lastReadAt: now, on: connection)
-            try await history.publish(
-                "chat.created", actor: user.userID,
-                data: ["chat_id": .string(copy.id), "user_id": .string(user.userID), "title": .string(copy.title)],
-                on: connection)
+            let json = try await history.create(copy, actor: user.userID, lastReadAt: now, on: connection)
             return json
         }
         return JSONResponse.text(json)
@@ -889,11 +876,7 @@ struct ChatsController {
             currentMessageID: ChatDocument.currentMessageID(chat), createdAt: now, updatedAt: now)
         let history = self.history
         let json = try await history.postgres.withTransaction(logger: history.logger) { connection in
-            let json = try await history.chats.insert(copy, lastReadAt: now, on: connection)
-            try await history.publish(
-                "chat.created", actor: user.userID,
-                data: ["chat_id": .string(copy.id), "user_id": .string(user.userID), "title": .string(copy.title)],
-                on: connection)
+            let json = try await history.create(copy, actor: user.userID, lastReadAt: now, on: connection)
             return json
         }
         return JSONResponse.text(json)
@@ -928,10 +911,9 @@ struct ChatsController {
         let json = try await withOwnChat(id, user, missing: Self.prohibited) { row, connection -> String in
             let shareID = try await history.chats.snapshot(
                 row, shareMode: shareMode, keepMode: keepMode, now: ChatHistory.now(), on: connection)
-            try await history.publish(
-                "chat.shared", actor: user.userID,
-                data: ["chat_id": .string(row.id), "user_id": .string(row.userID), "share_id": .string(shareID)],
-                on: connection)
+            try await history.publishChat(
+                "chat.shared", chatID: row.id, ownerID: row.userID, actor: user.userID,
+                extra: ["share_id": .string(shareID)], on: connection)
             return try await history.chats.json(id: row.id, on: connection) ?? "null"
         }
         return JSONResponse.text(json)
@@ -950,9 +932,8 @@ struct ChatsController {
         let id = try context.parameters.require("id")
         try await withOwnChat(id, user, missing: Self.prohibited) { row, connection in
             try await history.chats.unshare(chatID: row.id, on: connection)
-            try await history.publish(
-                "chat.unshared", actor: user.userID, data: ["chat_id": .string(row.id), "user_id": .string(row.userID)],
-                on: connection)
+            try await history.publishChat(
+                "chat.unshared", chatID: row.id, ownerID: row.userID, actor: user.userID, on: connection)
         }
         return JSONResponse.text("true")
     }

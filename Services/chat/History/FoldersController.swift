@@ -291,9 +291,8 @@ struct FoldersController {
             if deleteContents {
                 let removed = try await history.chats.deleteInFolders(ids, userID: user.userID, on: connection)
                 for chatID in removed {
-                    try await history.publish(
-                        "chat.deleted", actor: user.userID,
-                        data: ["chat_id": .string(chatID), "user_id": .string(user.userID)], on: connection)
+                    try await history.publishChat(
+                        "chat.deleted", chatID: chatID, ownerID: user.userID, actor: user.userID, on: connection)
                 }
             } else {
                 try await history.chats.clearFolders(ids, userID: user.userID, on: connection)
