@@ -36,4 +36,4 @@ let app = runtime.makeApplication(
     router: router, schema: "auth",
     migrations: Bundle.module.url(forResource: "Migrations", withExtension: nil)!,
     services: [relay, follower])
-try await app.runService()
+try await app.runUntilStopped()

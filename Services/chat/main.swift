@@ -26,4 +26,4 @@ let app = runtime.makeApplication(
     router: router, schema: "chat",
     migrations: Bundle.module.url(forResource: "Migrations", withExtension: nil)!,
     services: [relay, accountEvents])
-try await app.runService()
+try await app.runUntilStopped()

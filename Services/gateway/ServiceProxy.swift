@@ -123,13 +123,6 @@ struct ServiceProxy: Sendable {
 
 struct BodyTooLarge: Error {}
 
-extension TimeAmount {
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    }
-}
-
 /// Signals when a streamed request body has been read to its end, failed, or been dropped.
 final class BodyCompletion: Sendable {
     private let state = NIOLockedValueBox<(done: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))

@@ -40,5 +40,5 @@ var app = Application(
     configuration: .init(address: .hostname(config.service.host, port: config.service.port), serverName: "skiff-gateway"),
     logger: logger)
 app.addServices(follower)
-try await app.runService()
+try await app.runUntilStopped()
 try await httpClient.shutdown()

@@ -17,8 +17,13 @@ public struct Outbox: Sendable {
         self.stream = stream
     }
 
+    /// The JSON an event is stored and relayed as.
+    public static func payload(_ event: Event) throws -> String {
+        String(decoding: try JSONEncoder.skiff.encode(event), as: UTF8.self)
+    }
+
     public func enqueue(_ event: Event, on connection: PostgresConnection, logger: Logger) async throws {
-        let payload = String(decoding: try JSONEncoder.skiff.encode(event), as: UTF8.self)
+        let payload = try Self.payload(event)
         try await connection.query(
             "INSERT INTO \(unescaped: schema).outbox (stream, payload) VALUES (\(stream), \(payload)::jsonb)",
             logger: logger)

@@ -71,7 +71,20 @@ extension ServiceRuntime {
     public static func runSkeleton(name: String, defaultPort: Int, migrations: URL) async throws {
         let runtime = try ServiceRuntime(name: name, config: ServiceConfig(defaultPort: defaultPort))
         let app = runtime.makeApplication(router: runtime.makeRouter(), schema: name, migrations: migrations)
-        try await app.runService()
+        try await app.runUntilStopped()
     }
 }
 
+
+extension ApplicationProtocol {
+    /// Runs until SIGTERM or SIGINT. A graceful stop that takes longer than `gracePeriod` (a request still
+    /// waiting for a database that went away, say) is cut short by cancellation, so the process always ends
+    /// before an orchestrator's usual 10 s kill.
+    public func runUntilStopped(gracePeriod: Duration = .seconds(7)) async throws {
+        var configuration = ServiceGroupConfiguration(
+            services: [self], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = gracePeriod
+        configuration.maximumCancellationDuration = .seconds(2)
+        try await ServiceGroup(configuration: configuration).run()
+    }
+}

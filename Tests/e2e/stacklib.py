@@ -125,6 +125,21 @@ def expect_error(r: requests.Response, status: int, detail: Any = None) -> Any:
     return body["detail"]
 
 
+def expect_422(r, loc: list | None = None, type_: str | None = None) -> list:
+    """FastAPI's validation answer: 422 and a non-empty list of {type, loc, msg, input}."""
+    assert r.status_code == 422, describe(r)
+    assert r.headers.get("content-type", "").startswith("application/json"), describe(r)
+    detail = r.json().get("detail")
+    assert isinstance(detail, list) and detail, describe(r)
+    for item in detail:
+        assert {"type", "loc", "msg", "input"} <= item.keys(), describe(r)
+        assert isinstance(item["loc"], list), describe(r)
+    if loc is not None or type_ is not None:
+        wanted = [i for i in detail if (loc is None or i["loc"] == loc) and (type_ is None or i["type"] == type_)]
+        assert wanted, f"no {type_} error at {loc}: {describe(r)}"
+    return detail
+
+
 def expect_ok(r: requests.Response) -> Any:
     assert r.status_code == 200, describe(r)
     return r.json()

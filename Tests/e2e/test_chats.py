@@ -33,6 +33,7 @@ from stacklib import (
     database_url,
     describe,
     eventually,
+    expect_422,
     expect_error,
     expect_ok,
     psql,
@@ -171,21 +172,6 @@ def all_tags(stack, user) -> list:
 
 def add_tag(stack, user, cid: str, name: str) -> list:
     return expect_ok(stack.post(f"{API}/{cid}/tags", user["token"], json={"name": name}))
-
-
-def expect_422(r, loc: list | None = None, type_: str | None = None) -> list:
-    """FastAPI's validation answer: 422 and a non-empty list of {type, loc, msg, input}."""
-    assert r.status_code == 422, describe(r)
-    assert r.headers.get("content-type", "").startswith("application/json"), describe(r)
-    detail = r.json().get("detail")
-    assert isinstance(detail, list) and detail, describe(r)
-    for item in detail:
-        assert {"type", "loc", "msg", "input"} <= item.keys(), describe(r)
-        assert isinstance(item["loc"], list), describe(r)
-    if loc is not None or type_ is not None:
-        wanted = [i for i in detail if (loc is None or i["loc"] == loc) and (type_ is None or i["type"] == type_)]
-        assert wanted, f"no {type_} error at {loc}: {describe(r)}"
-    return detail
 
 
 def pg(stack, sql: str) -> str:
@@ -404,6 +390,15 @@ def test_list_bad_page(stack, make_user):
     expect_422(r, loc=["query", "page"], type_="int_parsing")
     r = stack.get(f"{API}/list", alice["token"], params={"page": "abc"})
     expect_422(r, loc=["query", "page"])
+    # A page whose offset does not fit in 64 bits is refused, not a crash, on every paged route.
+    huge = str(2**63 - 1)
+    for path in ("/", "/archived", "/search?text=x", "/shared", "/folder/none/list"):
+        r = stack.get(f"{API}{path}", alice["token"], params={"page": huge})
+        assert r.status_code == 400, describe(r)
+        assert isinstance(r.json().get("detail"), str), describe(r)
+    r = stack.get(f"/api/v1/folders/none/shared/chats", alice["token"], params={"page": huge})
+    assert r.status_code in (400, 404), describe(r)
+    assert len(list_chats(stack, alice)) == 1
 
 
 def test_list_needs_a_verified_user(stack, make_user):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from stacklib import ACCESS_PROHIBITED, NOT_AUTHENTICATED, NOT_FOUND, describe, expect_error, expect_ok
+from stacklib import ACCESS_PROHIBITED, NOT_AUTHENTICATED, NOT_FOUND, describe, expect_422, expect_error, expect_ok
 
 API = "/api/v1/folders"
 CHATS = "/api/v1/chats"
@@ -98,19 +98,6 @@ def import_unread_chat(stack, user, title: str, folder_id: str) -> dict:
     c = expect_ok(stack.post(f"{CHATS}/import", user["token"], json=body))[0]
     assert c["folder_id"] == folder_id and c["updated_at"] == later, c
     return c
-
-
-def expect_422(r, loc: list | None = None, type_: str | None = None) -> list:
-    assert r.status_code == 422, describe(r)
-    assert r.headers.get("content-type", "").startswith("application/json"), describe(r)
-    detail = r.json().get("detail")
-    assert isinstance(detail, list) and detail, describe(r)
-    for item in detail:
-        assert {"type", "loc", "msg", "input"} <= item.keys(), describe(r)
-    if loc is not None or type_ is not None:
-        wanted = [i for i in detail if (loc is None or i["loc"] == loc) and (type_ is None or i["type"] == type_)]
-        assert wanted, f"no {type_} error at {loc}: {describe(r)}"
-    return detail
 
 
 # --------------------------------------------------------------------------------------------------

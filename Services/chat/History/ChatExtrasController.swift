@@ -61,16 +61,9 @@ extension ChatsController {
         ])
     }
 
-    func storedConfig() async throws -> [String: JSONValue] {
-        let rows = try await history.postgres.query(
-            "SELECT value::text FROM chat.settings WHERE key = 'chat'", logger: history.logger)
-        for try await text in rows.decode(String.self) { return JSONValue.parse(text)?.objectValue ?? [:] }
-        return [:]
-    }
-
     @Sendable func config(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         _ = try context.requireAdmin()
-        return JSONResponse.text(Self.configJSON(try await storedConfig()))
+        return JSONResponse.text(Self.configJSON(try await history.chats.settings("chat")))
     }
 
     @Sendable func updateConfig(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -92,11 +85,7 @@ extension ChatsController {
                     .map(JSONValue.string)),
             "TOOL_SEARCH_DEFER_BUILTIN_TOOLS": .bool(form.deferBuiltin ?? true),
         ]
-        try await history.postgres.query(
-            """
-            INSERT INTO chat.settings (key, value) VALUES ('chat', \(JSONValue.object(stored).jsonText)::jsonb)
-            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
-            """, logger: history.logger)
+        try await history.chats.saveSettings("chat", stored)
         return JSONResponse.text(Self.configJSON(stored))
     }
 
@@ -106,7 +95,7 @@ extension ChatsController {
         let id = try context.parameters.require("id")
         let data = try await history.body(request)
         let model = data.isEmpty ? nil : try JSONBody.decode(JSONValue.self, from: data)["model"]?.stringValue
-        guard let json = try await history.chats.json(id: id, userID: user.userID),
+        guard let json = try await history.chats.ownJSON(id: id, userID: user.userID),
             let chat = JSONValue.parse(json)?["chat"]
         else { throw Self.notFound401 }
         let latest = ChatDocument.branch(chat.objectValue ?? [:]).last { $0["model"]?.stringValue != nil }

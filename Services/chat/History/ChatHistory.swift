@@ -61,4 +61,13 @@ struct ChatHistory: Sendable {
     }
 
     static func now() -> Int { Int(Date().timeIntervalSince1970) }
+
+    /// The offset of `page` (counted from 1) in pages of `size`; a page below 1, or one so far out that its
+    /// offset does not fit, is refused as the original's database error is.
+    static func offset(page: Int?, size: Int = 60) throws -> Int {
+        guard let page else { return 0 }
+        let (offset, overflow) = (page &- 1).multipliedReportingOverflow(by: size)
+        guard page >= 1, !overflow else { throw APIError(.badRequest, "Something went wrong :/") }
+        return offset
+    }
 }

@@ -20,6 +20,10 @@ struct ChatRow: Sendable {
     var currentMessageID: String?
     var createdAt: Int
     var updatedAt: Int
+    var lastReadAt: Int? = nil
+    /// Whether `chat` holds the stored document; routes that only change flags lock the row without it, and
+    /// `save` then leaves the document as it is.
+    var hasDocument = true
 
     var tags: [String] {
         guard case .array(let items)? = meta["tags"] else { return [] }
@@ -28,11 +32,22 @@ struct ChatRow: Sendable {
 }
 
 /// How a list is ordered.
-struct ChatOrder: Sendable {
+struct ChatOrder: Sendable, Equatable {
     var column: String
     var ascending: Bool
 
     static let recent = ChatOrder(column: "updated_at", ascending: false)
+
+    /// `sort_by`/`sort_dir` of the chat lists: `title`, `updated_at` (any other value), or `unread_updated_at`
+    /// (newest first; Skiff has no unfinished answers to rank first).
+    static func list(sortBy: String?, sortDir: String?, defaultSort: String) -> ChatOrder {
+        let ascending = sortDir == "asc"
+        switch sortBy ?? defaultSort {
+        case "title": return ChatOrder(column: "title", ascending: ascending)
+        case "unread_updated_at": return .recent
+        default: return ChatOrder(column: "updated_at", ascending: ascending)
+        }
+    }
 
     var sql: String { "c.\(column) \(ascending ? "ASC" : "DESC"), c.id" }
 
@@ -66,15 +81,15 @@ struct ChatStore: Sendable {
             """
     }
 
-    /// `ChatTitleIdResponse`. Like the original, the lists report `archived: false` (only search reads the
-    /// column), and the archived list sends no `last_read_at`.
-    static func titleJSON(lastRead: Bool = true) -> String {
-        """
+    /// `ChatTitleIdResponse` as the trigger of `003_list_items.sql` keeps it in `item`. Like the original, the
+    /// lists report `archived: false` (only search reads the column).
+    static let titleJSON = "c.item::json"
+
+    /// The archived list's entries: as `titleJSON`, but, as in the original, without `last_read_at`.
+    static let archivedTitleJSON = """
         json_build_object('id', c.id, 'title', c.title, 'updated_at', c.updated_at, 'created_at', c.created_at,
-            'last_read_at', \(lastRead ? "c.last_read_at" : "NULL::bigint"), 'snippet', NULL, 'active', false,
-            'archived', false)
+            'last_read_at', NULL, 'snippet', NULL, 'active', false, 'archived', false)
         """
-    }
 
     static let tagJSON = "json_build_object('id', t.id, 'name', t.name, 'user_id', t.user_id, 'meta', t.meta)"
 
@@ -83,15 +98,6 @@ struct ChatStore: Sendable {
     /// One chat of the user as `ChatResponse` text, as `GET /api/v1/chats/{id}` shows it.
     func ownJSON(id: String, userID: String) async throws -> String? {
         for try await text in try await postgres.execute(OwnChat(id: id, userID: userID), logger: logger) { return text }
-        return nil
-    }
-
-    /// One chat of the user as `ChatResponse` text.
-    func json(id: String, userID: String) async throws -> String? {
-        let rows = try await postgres.query(
-            "SELECT \(unescaped: Self.chatJSON())::text FROM chat.chats c WHERE c.id = \(id) AND c.user_id = \(userID)",
-            logger: logger)
-        for try await text in rows.decode(String.self) { return text }
         return nil
     }
 
@@ -151,24 +157,63 @@ struct ChatStore: Sendable {
     }
 
     /// The rows a write path works on, locked until the transaction ends.
-    func lock(id: String, on connection: PostgresConnection) async throws -> ChatRow? {
+    func lock(id: String, document: Bool, on connection: PostgresConnection) async throws -> ChatRow? {
         let rows = try await connection.query(
             """
-            SELECT c.id, c.user_id, c.title, c.chat::text, c.meta::text, c.variables::text, c.folder_id, c.pinned,
-                c.archived, c.share_id, c.current_message_id, c.created_at, c.updated_at
+            SELECT c.id, c.user_id, c.title, CASE WHEN \(document) THEN c.chat::text END, c.meta::text, c.variables::text,
+                c.folder_id, c.pinned, c.archived, c.share_id, c.current_message_id, c.created_at, c.updated_at,
+                c.last_read_at
             FROM chat.chats c WHERE c.id = \(id) FOR UPDATE
             """, logger: logger)
         for try await row in rows {
-            let (id, user, title, chat, meta, variables, folder, pinned, archived, share, current, created, updated) =
+            let (id, user, title, chat, meta, variables, folder, pinned, archived, share, current, created, updated, read) =
                 try row.decode(
-                    (String, String, String, String, String, String?, String?, Bool, Bool, String?, String?, Int, Int).self)
+                    (String, String, String, String?, String, String?, String?, Bool, Bool, String?, String?, Int, Int, Int?)
+                        .self)
             return ChatRow(
-                id: id, userID: user, title: title, chat: JSONValue.parse(chat)?.objectValue ?? [:],
+                id: id, userID: user, title: title, chat: chat.flatMap(JSONValue.parse)?.objectValue ?? [:],
                 meta: JSONValue.parse(meta)?.objectValue ?? [:], variables: variables.flatMap(JSONValue.parse),
                 folderID: folder, pinned: pinned, archived: archived, shareID: share, currentMessageID: current,
-                createdAt: created, updatedAt: updated)
+                createdAt: created, updatedAt: updated, lastReadAt: read, hasDocument: document)
         }
         return nil
+    }
+
+    /// Whether the user's chat is pinned; nil when it is not theirs.
+    func pinned(id: String, userID: String) async throws -> Bool? {
+        let rows = try await postgres.query(
+            "SELECT pinned FROM chat.chats WHERE id = \(id) AND user_id = \(userID)", logger: logger)
+        for try await pinned in rows.decode(Bool.self) { return pinned }
+        return nil
+    }
+
+    /// The tag rows of the user's chat, in the chat's order; nil when the chat is not theirs.
+    func chatTagsJSON(id: String, userID: String) async throws -> String? {
+        let rows = try await postgres.query(
+            """
+            SELECT (SELECT coalesce(json_agg(\(unescaped: Self.tagJSON) ORDER BY e.n), '[]')
+                FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(c.meta -> 'tags') = 'array' THEN c.meta -> 'tags'
+                    ELSE '[]'::jsonb END) WITH ORDINALITY e(tag, n)
+                JOIN chat.tags t ON t.id = e.tag AND t.user_id = c.user_id)::text
+            FROM chat.chats c WHERE c.id = \(id) AND c.user_id = \(userID)
+            """, logger: logger)
+        for try await text in rows.decode(String.self) { return text }
+        return nil
+    }
+
+    /// A stored settings object of the service (`{}` when none was saved).
+    func settings(_ key: String) async throws -> [String: JSONValue] {
+        let rows = try await postgres.query("SELECT value::text FROM chat.settings WHERE key = \(key)", logger: logger)
+        for try await text in rows.decode(String.self) { return JSONValue.parse(text)?.objectValue ?? [:] }
+        return [:]
+    }
+
+    func saveSettings(_ key: String, _ value: [String: JSONValue]) async throws {
+        try await postgres.query(
+            """
+            INSERT INTO chat.settings (key, value) VALUES (\(key), \(JSONValue.object(value).jsonText)::jsonb)
+            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+            """, logger: logger)
     }
 
     /// The chat's owner, without locking.
@@ -190,8 +235,8 @@ struct ChatStore: Sendable {
 
     /// Inserts a chat outside any transaction, together with its event; returns the `ChatResponse` text.
     func insert(_ row: ChatRow, lastReadAt: Int, event: Event, stream: String) async throws -> String {
-        let payload = String(decoding: try JSONEncoder.skiff.encode(event), as: UTF8.self)
-        let statement = InsertChatWithEvent(row: row, lastReadAt: lastReadAt, stream: stream, event: payload)
+        let statement = InsertChatWithEvent(
+            row: row, lastReadAt: lastReadAt, stream: stream, event: try Outbox.payload(event))
         for try await text in try await postgres.execute(statement, logger: logger) { return text }
         throw APIError(.badRequest, "Something went wrong :/")
     }
@@ -200,41 +245,27 @@ struct ChatStore: Sendable {
     func save(_ row: ChatRow, on connection: PostgresConnection) async throws -> String {
         let rows = try await connection.query(
             """
-            UPDATE chat.chats AS c SET title = \(row.title), chat = \(JSONValue.object(row.chat).jsonText)::jsonb,
+            UPDATE chat.chats AS c SET title = \(row.title),
+                chat = coalesce(\(row.hasDocument ? JSONValue.object(row.chat).jsonText : nil)::jsonb, c.chat),
                 meta = \(JSONValue.object(row.meta).jsonText)::jsonb, variables = \(row.variables?.jsonText)::jsonb,
                 folder_id = \(row.folderID), pinned = \(row.pinned), archived = \(row.archived), share_id = \(row.shareID),
-                current_message_id = \(row.currentMessageID), updated_at = \(row.updatedAt)
+                current_message_id = \(row.currentMessageID), updated_at = \(row.updatedAt), last_read_at = \(row.lastReadAt)
             WHERE c.id = \(row.id) RETURNING \(unescaped: Self.chatJSON())::text
             """, logger: logger)
         for try await text in rows.decode(String.self) { return text }
         throw APIError(.unauthorized, ErrorText.accessProhibited)
     }
 
-    func setLastRead(id: String, to value: Int, on connection: PostgresConnection) async throws {
-        try await connection.query("UPDATE chat.chats SET last_read_at = \(value) WHERE id = \(id)", logger: logger)
-    }
-
-    /// Deletes chats of the user (shares and grants go with them); returns the ids deleted.
-    func delete(ids: [String], userID: String, on connection: PostgresConnection) async throws -> [String] {
+    /// Deletes chats of the user (shares and grants go with them): those with the ids given, those in the
+    /// folders given, or all when neither is; returns the ids deleted.
+    func delete(
+        userID: String, ids: [String]? = nil, inFolders folderIDs: [String]? = nil, on connection: PostgresConnection
+    ) async throws -> [String] {
         let rows = try await connection.query(
-            "DELETE FROM chat.chats WHERE user_id = \(userID) AND id = ANY(\(ids)) RETURNING id", logger: logger)
-        var deleted: [String] = []
-        for try await id in rows.decode(String.self) { deleted.append(id) }
-        return deleted
-    }
-
-    func deleteAll(userID: String, on connection: PostgresConnection) async throws -> [String] {
-        let rows = try await connection.query(
-            "DELETE FROM chat.chats WHERE user_id = \(userID) RETURNING id", logger: logger)
-        var deleted: [String] = []
-        for try await id in rows.decode(String.self) { deleted.append(id) }
-        return deleted
-    }
-
-    func deleteInFolders(_ folderIDs: [String], userID: String, on connection: PostgresConnection) async throws -> [String] {
-        let rows = try await connection.query(
-            "DELETE FROM chat.chats WHERE user_id = \(userID) AND folder_id = ANY(\(folderIDs)) RETURNING id",
-            logger: logger)
+            """
+            DELETE FROM chat.chats WHERE user_id = \(userID) AND (\(ids)::text[] IS NULL OR id = ANY(\(ids)))
+            AND (\(folderIDs)::text[] IS NULL OR folder_id = ANY(\(folderIDs))) RETURNING id
+            """, logger: logger)
         var deleted: [String] = []
         for try await id in rows.decode(String.self) { deleted.append(id) }
         return deleted
@@ -319,13 +350,13 @@ struct ChatStore: Sendable {
 
     /// Creates tag rows that do not exist yet; an existing row keeps its first spelling.
     func ensureTags(_ tags: [(id: String, name: String)], userID: String, on connection: PostgresConnection) async throws {
-        for tag in tags {
-            try await connection.query(
-                """
-                INSERT INTO chat.tags (id, name, user_id) VALUES (\(tag.id), \(tag.name), \(userID))
-                ON CONFLICT (id, user_id) DO NOTHING
-                """, logger: logger)
-        }
+        guard !tags.isEmpty else { return }
+        try await connection.query(
+            """
+            INSERT INTO chat.tags (id, name, user_id)
+            SELECT t.id, t.name, \(userID) FROM unnest(\(tags.map(\.id))::text[], \(tags.map(\.name))::text[]) AS t(id, name)
+            ON CONFLICT (id, user_id) DO NOTHING
+            """, logger: logger)
     }
 
     /// Deletes the user's tag rows among `ids` that no chat of the user carries any more.
@@ -336,6 +367,10 @@ struct ChatStore: Sendable {
             DELETE FROM chat.tags t WHERE t.user_id = \(userID) AND t.id = ANY(\(ids)) AND NOT EXISTS (
                 SELECT 1 FROM chat.chats c WHERE c.user_id = \(userID) AND c.meta -> 'tags' ? t.id)
             """, logger: logger)
+    }
+
+    func deleteUnusedTags(ids: [String], userID: String) async throws {
+        try await postgres.withConnection { try await deleteUnusedTags(ids: ids, userID: userID, on: $0) }
     }
 
     func deleteAllTags(userID: String, on connection: PostgresConnection) async throws {

@@ -140,29 +140,22 @@ struct ChatsController {
 
     // MARK: Helpers
 
-    static func query(_ request: Request, _ name: String) -> String? {
-        request.queryValue(name)
-    }
-
-    /// The 60-per-page offset of `page`; a page below 1 is refused like the original's database error.
-    static func offset(page: Int?, size: Int = 60) throws -> Int {
-        guard let page else { return 0 }
-        guard page >= 1 else { throw APIError(.badRequest, "Something went wrong :/") }
-        return (page - 1) * size
-    }
 
     static func tagID(_ name: String) -> String {
         name.replacingOccurrences(of: " ", with: "_").lowercased()
     }
 
     /// Runs `body` on the caller's chat, locked; `missing` is what another user's or an unknown id answers.
+    /// With `document: false` the chat JSON is neither read nor written (flags, tags, folder, read state).
     func withOwnChat<T: Sendable>(
-        _ id: String, _ user: Identity, missing: APIError,
+        _ id: String, _ user: Identity, missing: APIError, document: Bool = true,
         _ body: @escaping @Sendable (inout ChatRow, PostgresConnection) async throws -> T
     ) async throws -> T {
         let history = self.history
         return try await history.postgres.withTransaction(logger: history.logger) { connection in
-            guard var row = try await history.chats.lock(id: id, on: connection), row.userID == user.userID else {
+            guard var row = try await history.chats.lock(id: id, document: document, on: connection),
+                row.userID == user.userID
+            else {
                 throw missing
             }
             return try await body(&row, connection)
@@ -179,23 +172,22 @@ struct ChatsController {
 
     @Sendable func list(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
-        let page = try JSONBody.queryInt(Self.query(request, "page"), name: "page")
-        let includePinned = try JSONBody.queryBool(Self.query(request, "include_pinned"), name: "include_pinned", default: false)
+        let page = try JSONBody.queryInt(request.queryValue("page"), name: "page")
+        let includePinned = try JSONBody.queryBool(request.queryValue("include_pinned"), name: "include_pinned", default: false)
         let includeFolders = try JSONBody.queryBool(
-            Self.query(request, "include_folders"), name: "include_folders", default: false)
-        let offset = try Self.offset(page: page)
-        let sortBy = Self.query(request, "sort_by") ?? "updated_at"
-        let ascending = Self.query(request, "sort_dir") == "asc"
+            request.queryValue("include_folders"), name: "include_folders", default: false)
+        let offset = try ChatHistory.offset(page: page)
+        let order = ChatOrder.list(
+            sortBy: request.queryValue("sort_by"), sortDir: request.queryValue("sort_dir"), defaultSort: "updated_at")
         let limit = page == nil ? nil : 60
-        if sortBy == "unread_updated_at" || (sortBy != "title" && !ascending) {
+        if order == .recent {
             return JSONResponse.text(
                 try await history.chats.page(
                     userID: user.userID, includePinned: includePinned, includeFolders: includeFolders, limit: limit,
                     offset: offset))
         }
-        let order = ChatOrder(column: sortBy == "title" ? "title" : "updated_at", ascending: ascending)
         let sql = ChatStore.list(
-            item: ChatStore.titleJSON(),
+            item: ChatStore.titleJSON,
             where: { sql in
                 sql.append("c.user_id = ")
                 sql.bind(user.userID)
@@ -209,7 +201,7 @@ struct ChatsController {
     @Sendable func pinnedList(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let sql = ChatStore.list(
-            item: ChatStore.titleJSON(),
+            item: ChatStore.titleJSON,
             where: { sql in
                 sql.append("c.user_id = ")
                 sql.bind(user.userID)
@@ -223,11 +215,11 @@ struct ChatsController {
     func filteredList(
         _ request: Request, userID: String, archivedOnly: Bool, item: String
     ) async throws -> Response {
-        let page = try JSONBody.queryInt(Self.query(request, "page"), name: "page") ?? 1
-        let offset = try Self.offset(page: page)
-        let text = Self.query(request, "query")
+        let page = try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1
+        let offset = try ChatHistory.offset(page: page)
+        let text = request.queryValue("query")
         let order =
-            try ChatOrder.parse(orderBy: Self.query(request, "order_by"), direction: Self.query(request, "direction"))
+            try ChatOrder.parse(orderBy: request.queryValue("order_by"), direction: request.queryValue("direction"))
             ?? .recent
         let sql = ChatStore.list(
             item: item,
@@ -251,13 +243,13 @@ struct ChatsController {
     @Sendable func archivedList(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         return try await filteredList(
-            request, userID: user.userID, archivedOnly: true, item: ChatStore.titleJSON(lastRead: false))
+            request, userID: user.userID, archivedOnly: true, item: ChatStore.archivedTitleJSON)
     }
 
     @Sendable func listOfUser(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         _ = try context.requireAdmin()
         let userID = try context.parameters.require("user_id")
-        return try await filteredList(request, userID: userID, archivedOnly: false, item: ChatStore.titleJSON())
+        return try await filteredList(request, userID: userID, archivedOnly: false, item: ChatStore.titleJSON)
     }
 
     @Sendable func archivedCount(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -313,18 +305,12 @@ struct ChatsController {
     @Sendable func folderList(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let folderID = try context.parameters.require("folder_id")
-        let page = try JSONBody.queryInt(Self.query(request, "page"), name: "page") ?? 1
-        let offset = try Self.offset(page: page, size: 10)
-        let sortBy = Self.query(request, "sort_by") ?? "unread_updated_at"
-        let ascending = Self.query(request, "sort_dir") == "asc"
-        let order =
-            switch sortBy {
-            case "title": ChatOrder(column: "title", ascending: ascending)
-            case "unread_updated_at": ChatOrder.recent
-            default: ChatOrder(column: "updated_at", ascending: ascending)
-            }
+        let page = try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1
+        let offset = try ChatHistory.offset(page: page, size: 10)
+        let order = ChatOrder.list(
+            sortBy: request.queryValue("sort_by"), sortDir: request.queryValue("sort_dir"), defaultSort: "unread_updated_at")
         let sql = ChatStore.list(
-            item: ChatStore.titleJSON(),
+            item: ChatStore.titleJSON,
             where: { sql in
                 sql.append("c.user_id = ")
                 sql.bind(user.userID)
@@ -341,7 +327,7 @@ struct ChatsController {
         let tag = Self.tagID(form.name)
         let limit = form.limit ?? 50
         let sql = ChatStore.list(
-            item: ChatStore.titleJSON(),
+            item: ChatStore.titleJSON,
             where: { sql in
                 sql.append("c.user_id = ")
                 sql.bind(user.userID)
@@ -349,12 +335,7 @@ struct ChatsController {
                 sql.bind(tag)
             }, order: .recent, limit: limit > 0 ? limit : nil, offset: max(0, form.skip ?? 0))
         let body = try await history.chats.array(sql)
-        if body == "[]" {
-            let history = self.history
-            try await history.postgres.withTransaction(logger: history.logger) { connection in
-                try await history.chats.deleteUnusedTags(ids: [tag], userID: user.userID, on: connection)
-            }
-        }
+        if body == "[]" { try await history.chats.deleteUnusedTags(ids: [tag], userID: user.userID) }
         return JSONResponse.text(body)
     }
 
@@ -367,13 +348,13 @@ struct ChatsController {
 
     @Sendable func search(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
-        guard let text = Self.query(request, "text") else {
+        guard let text = request.queryValue("text") else {
             throw APIError.validation([
                 ValidationIssue(type: "missing", loc: [.string("query"), .string("text")], msg: "Field required", input: .null)
             ])
         }
-        let page = try JSONBody.queryInt(Self.query(request, "page"), name: "page") ?? 1
-        let offset = try Self.offset(page: page)
+        let page = try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1
+        let offset = try ChatHistory.offset(page: page)
         let search = ChatSearch(text: text)
         var folderIDs: [String]?
         if !search.folders.isEmpty {
@@ -382,10 +363,7 @@ struct ChatsController {
         let rows = try await history.chats.search(search, userID: user.userID, folderIDs: folderIDs, offset: offset)
         let items = rows.map { ChatSearch.item($0, snippet: search.snippet(in: $0.contents)) }
         if items.isEmpty, page == 1, search.singleTagQuery, let tag = search.tags.first {
-            let history = self.history
-            try await history.postgres.withTransaction(logger: history.logger) { connection in
-                try await history.chats.deleteUnusedTags(ids: [tag], userID: user.userID, on: connection)
-            }
+            try await history.chats.deleteUnusedTags(ids: [tag], userID: user.userID)
         }
         return JSONResponse.text(OrderedJSON.array(items))
     }
@@ -393,19 +371,16 @@ struct ChatsController {
     /// The caller's folders whose normalised name matches, with their subfolders.
     func matchingFolders(_ names: [String], userID: String) async throws -> [String] {
         let history = self.history
-        return try await history.postgres.withConnection { connection in
-            let folders = try await history.folders.rows(userID: userID, on: connection)
-            func normalise(_ name: String) -> String {
-                name.lowercased().split(whereSeparator: { $0 == "_" || $0.isWhitespace }).joined(separator: " ")
-            }
-            var result: Set<String> = []
-            for folder in folders where names.contains(normalise(folder.name)) {
-                for id in try await history.folders.subtree(of: folder.id, userID: userID, on: connection) {
-                    result.insert(id)
-                }
-            }
-            return Array(result)
+        let folders = try await history.postgres.withConnection { try await history.folders.rows(userID: userID, on: $0) }
+        func normalise(_ name: String) -> String {
+            name.lowercased().split(whereSeparator: { $0 == "_" || $0.isWhitespace }).joined(separator: " ")
         }
+        let parents = FolderTree.parents(folders)
+        var result: Set<String> = []
+        for folder in folders where names.contains(normalise(folder.name)) {
+            result.formUnion(FolderTree.subtree(of: folder.id, parents: parents))
+        }
+        return Array(result)
     }
 
     // MARK: Create, import, read
@@ -574,11 +549,12 @@ struct ChatsController {
         let id = try context.parameters.require("id")
         let messageID = try context.parameters.require("message_id")
         let json = try await withOwnChat(id, user, missing: Self.prohibited) { row, connection -> String in
-            if ChatDocument.deleteMessage(&row.chat, id: messageID) {
-                row.currentMessageID = ChatDocument.currentMessageID(row.chat)
-                row.updatedAt = ChatHistory.now()
-                try await publishUpdated(row, actor: user.userID, on: connection)
+            guard ChatDocument.deleteMessage(&row.chat, id: messageID) else {
+                return try await history.chats.json(id: row.id, on: connection) ?? "null"
             }
+            row.currentMessageID = ChatDocument.currentMessageID(row.chat)
+            row.updatedAt = ChatHistory.now()
+            try await publishUpdated(row, actor: user.userID, on: connection)
             return try await history.chats.save(row, on: connection)
         }
         return JSONResponse.text(json)
@@ -624,9 +600,9 @@ struct ChatsController {
     @Sendable func delete(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        try await withOwnChat(id, user, missing: APIError.notFound) { row, connection in
+        try await withOwnChat(id, user, missing: APIError.notFound, document: false) { row, connection in
             let tags = row.tags
-            _ = try await history.chats.delete(ids: [row.id], userID: row.userID, on: connection)
+            _ = try await history.chats.delete(userID: row.userID, ids: [row.id], on: connection)
             try await history.chats.deleteUnusedTags(ids: tags, userID: row.userID, on: connection)
             try await history.publishChat(
                 "chat.deleted", chatID: row.id, ownerID: row.userID, actor: user.userID, on: connection)
@@ -638,7 +614,7 @@ struct ChatsController {
         let user = try context.requireVerified()
         let history = self.history
         try await history.postgres.withTransaction(logger: history.logger) { connection in
-            let ids = try await history.chats.deleteAll(userID: user.userID, on: connection)
+            let ids = try await history.chats.delete(userID: user.userID, on: connection)
             try await history.chats.deleteAllTags(userID: user.userID, on: connection)
             for id in ids {
                 try await history.publishChat(
@@ -653,28 +629,19 @@ struct ChatsController {
     @Sendable func pinned(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let sql = ChatStore.list(
-            item: "to_json(c.pinned)",
-            where: { sql in
-                sql.append("c.id = ")
-                sql.bind(id)
-                sql.append(" AND c.user_id = ")
-                sql.bind(user.userID)
-            }, order: nil)
-        let body = try await history.chats.array(sql)
-        guard body != "[]" else { throw Self.somethingWrong }
-        return JSONResponse.text(String(body.dropFirst().dropLast()))
+        guard let pinned = try await history.chats.pinned(id: id, userID: user.userID) else { throw Self.somethingWrong }
+        return JSONResponse.text(pinned ? "true" : "false")
     }
 
     @Sendable func pin(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let json = try await withOwnChat(id, user, missing: Self.somethingWrong) { row, connection -> String in
+        let json = try await withOwnChat(id, user, missing: Self.somethingWrong, document: false) { row, connection -> String in
             row.pinned.toggle()
             let now = ChatHistory.now()
             row.updatedAt = now
+            row.lastReadAt = now
             let json = try await history.chats.save(row, on: connection)
-            try await history.chats.setLastRead(id: row.id, to: now, on: connection)
             try await publishUpdated(row, actor: user.userID, on: connection)
             return json
         }
@@ -684,13 +651,13 @@ struct ChatsController {
     @Sendable func archive(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let json = try await withOwnChat(id, user, missing: Self.somethingWrong) { row, connection -> String in
+        let json = try await withOwnChat(id, user, missing: Self.somethingWrong, document: false) { row, connection -> String in
             row.archived.toggle()
             row.folderID = nil
             let now = ChatHistory.now()
             row.updatedAt = now
+            row.lastReadAt = now
             let json = try await history.chats.save(row, on: connection)
-            try await history.chats.setLastRead(id: row.id, to: now, on: connection)
             if !row.archived {
                 try await history.chats.ensureTags(row.tags.map { ($0, $0) }, userID: row.userID, on: connection)
             }
@@ -724,7 +691,7 @@ struct ChatsController {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
         let form = try JSONBody.decode(FolderForm.self, from: try await history.body(request))
-        let json = try await withOwnChat(id, user, missing: Self.somethingWrong) { row, connection -> String in
+        let json = try await withOwnChat(id, user, missing: Self.somethingWrong, document: false) { row, connection -> String in
             if let folder = form.folderID, !(try await history.folders.exists(id: folder, userID: user.userID, on: connection)) {
                 throw APIError.notFound
             }
@@ -733,8 +700,8 @@ struct ChatsController {
             row.updatedAt = now
             row.pinned = false
             if form.folderID != nil { row.archived = false }
+            row.lastReadAt = now
             let json = try await history.chats.save(row, on: connection)
-            try await history.chats.setLastRead(id: row.id, to: now, on: connection)
             try await publishUpdated(row, actor: user.userID, on: connection)
             return json
         }
@@ -746,7 +713,7 @@ struct ChatsController {
         let history = self.history
         let (count, unread) = try await history.postgres.withTransaction(logger: history.logger) { connection in
             let count = try await history.chats.markRead(folderIDs: nil, userID: user.userID, on: connection)
-            return (count, try await folderUnreadCounts(userID: user.userID, on: connection))
+            return (count, try await history.folders.unreadTotals(userID: user.userID, on: connection))
         }
         return JSONResponse.text(
             OrderedJSON.object([
@@ -757,10 +724,11 @@ struct ChatsController {
     @Sendable func markUnread(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let (folder, unread) = try await withOwnChat(id, user, missing: APIError.notFound) {
+        let (folder, unread) = try await withOwnChat(id, user, missing: APIError.notFound, document: false) {
             row, connection -> (String?, [String: Int]) in
-            try await history.chats.setLastRead(id: row.id, to: 0, on: connection)
-            return (row.folderID, try await folderUnreadCounts(userID: user.userID, on: connection))
+            row.lastReadAt = 0
+            _ = try await history.chats.save(row, on: connection)
+            return (row.folderID, try await history.folders.unreadTotals(userID: user.userID, on: connection))
         }
         return JSONResponse.text(
             OrderedJSON.object([
@@ -769,32 +737,13 @@ struct ChatsController {
             ]))
     }
 
-    /// Unread chats of every folder the user owns, each counting its subfolders.
-    func folderUnreadCounts(userID: String, on connection: PostgresConnection) async throws -> [String: Int] {
-        let folders = try await history.folders.rows(userID: userID, on: connection)
-        let direct = try await history.folders.unreadCounts(userID: userID, on: connection)
-        return FolderTree.subtreeTotals(parents: Dictionary(uniqueKeysWithValues: folders.map { ($0.id, $0.parentID) }), direct: direct)
-    }
 
     // MARK: Tags
 
     @Sendable func tags(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let history = self.history
-        let json = try await history.postgres.withConnection { connection -> String? in
-            let rows = try await connection.query(
-                "SELECT meta::text FROM chat.chats WHERE id = \(id) AND user_id = \(user.userID)", logger: history.logger)
-            var meta: String?
-            for try await text in rows.decode(String.self) { meta = text }
-            guard let meta else { return nil }
-            let ids = (JSONValue.parse(meta)?["tags"]).flatMap { value -> [String]? in
-                if case .array(let items) = value { return items.compactMap(\.stringValue) }
-                return nil
-            } ?? []
-            return try await history.chats.tagsJSON(ids: ids, userID: user.userID, on: connection)
-        }
-        guard let json else { throw Self.notFound401 }
+        guard let json = try await history.chats.chatTagsJSON(id: id, userID: user.userID) else { throw Self.notFound401 }
         return JSONResponse.text(json)
     }
 
@@ -803,7 +752,7 @@ struct ChatsController {
         let id = try context.parameters.require("id")
         let form = try JSONBody.decode(TagForm.self, from: try await history.body(request))
         let tag = Self.tagID(form.name)
-        let json = try await withOwnChat(id, user, missing: Self.somethingWrong) { row, connection -> String in
+        let json = try await withOwnChat(id, user, missing: Self.somethingWrong, document: false) { row, connection -> String in
             if tag == "none" { throw APIError(.badRequest, "[ERROR: Tag name cannot be 'None']") }
             var tags = row.tags
             if !tags.contains(tag) {
@@ -823,7 +772,7 @@ struct ChatsController {
         let id = try context.parameters.require("id")
         let form = try JSONBody.decode(TagForm.self, from: try await history.body(request))
         let tag = Self.tagID(form.name)
-        let json = try await withOwnChat(id, user, missing: Self.notFound401) { row, connection -> String in
+        let json = try await withOwnChat(id, user, missing: Self.notFound401, document: false) { row, connection -> String in
             let tags = row.tags.filter { $0 != tag }
             if tags.count != row.tags.count {
                 row.meta["tags"] = .array(tags.map(JSONValue.string))
@@ -930,7 +879,7 @@ struct ChatsController {
     @Sendable func unshare(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        try await withOwnChat(id, user, missing: Self.prohibited) { row, connection in
+        try await withOwnChat(id, user, missing: Self.prohibited, document: false) { row, connection in
             try await history.chats.unshare(chatID: row.id, on: connection)
             try await history.publishChat(
                 "chat.unshared", chatID: row.id, ownerID: row.userID, actor: user.userID, on: connection)
@@ -952,11 +901,11 @@ struct ChatsController {
 
     @Sendable func sharedList(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
-        let page = try JSONBody.queryInt(Self.query(request, "page"), name: "page") ?? 1
-        let offset = try Self.offset(page: page)
-        let text = Self.query(request, "query")
+        let page = try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1
+        let offset = try ChatHistory.offset(page: page)
+        let text = request.queryValue("query")
         let order =
-            try ChatOrder.parse(orderBy: Self.query(request, "order_by"), direction: Self.query(request, "direction"))
+            try ChatOrder.parse(orderBy: request.queryValue("order_by"), direction: request.queryValue("direction"))
             ?? .recent
         guard ["title", "updated_at", "created_at", "id"].contains(order.column) else {
             throw APIError(.badRequest, "Invalid order_by field")

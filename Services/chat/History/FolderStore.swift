@@ -75,12 +75,12 @@ struct FolderStore: Sendable {
             """, logger: logger)
     }
 
-    /// All folders of a user.
-    func rows(userID: String, on connection: PostgresConnection) async throws -> [FolderRow] {
+    /// All folders of a user, or the one with id `only`.
+    func rows(userID: String, only: String? = nil, on connection: PostgresConnection) async throws -> [FolderRow] {
         let rows = try await connection.query(
             """
             SELECT id, parent_id, name, meta::text, is_expanded, created_at, updated_at FROM chat.folders
-            WHERE user_id = \(userID) ORDER BY created_at, id
+            WHERE user_id = \(userID) AND (\(only)::text IS NULL OR id = \(only)) ORDER BY created_at, id
             """, logger: logger)
         var result: [FolderRow] = []
         for try await (id, parent, name, meta, expanded, created, updated) in rows.decode(
@@ -92,6 +92,13 @@ struct FolderStore: Sendable {
                     createdAt: created, updatedAt: updated))
         }
         return result
+    }
+
+    /// Unread chats of every folder the user owns, each counting its subfolders.
+    func unreadTotals(userID: String, on connection: PostgresConnection) async throws -> [String: Int] {
+        let folders = try await rows(userID: userID, on: connection)
+        let direct = try await unreadCounts(userID: userID, on: connection)
+        return FolderTree.subtreeTotals(parents: FolderTree.parents(folders), direct: direct)
     }
 
     /// Unread chats directly in each folder (not archived, changed since the user last read them).
@@ -157,6 +164,26 @@ struct FolderStore: Sendable {
 }
 
 enum FolderTree {
+    /// The folder and every folder below it, from the parent links of the user's folders.
+    static func subtree(of root: String, parents: [String: String?]) -> Set<String> {
+        var result: Set<String> = [root]
+        var grew = true
+        while grew {
+            grew = false
+            for (id, parent) in parents where !result.contains(id) {
+                if let parent, result.contains(parent) {
+                    result.insert(id)
+                    grew = true
+                }
+            }
+        }
+        return result
+    }
+
+    static func parents(_ folders: [FolderRow]) -> [String: String?] {
+        Dictionary(uniqueKeysWithValues: folders.map { ($0.id, $0.parentID) })
+    }
+
     /// Each folder's count plus the counts of every folder below it; every folder appears, zeros included.
     static func subtreeTotals(parents: [String: String?], direct: [String: Int]) -> [String: Int] {
         var totals = parents.mapValues { _ in 0 }

@@ -89,8 +89,7 @@ struct FoldersController {
                 }
             }
             let direct = try await store.unreadCounts(userID: user.userID, on: connection)
-            let totals = FolderTree.subtreeTotals(
-                parents: Dictionary(uniqueKeysWithValues: folders.map { ($0.id, $0.parentID) }), direct: direct)
+            let totals = FolderTree.subtreeTotals(parents: FolderTree.parents(folders), direct: direct)
             return folders.map { folder in
                 let meta: JSONValue? =
                     if case .object(let object)? = folder.meta { .object(["icon": object["icon"] ?? .null]) } else { nil }
@@ -159,8 +158,9 @@ struct FoldersController {
         let history = self.history
         let json = try await history.postgres.withTransaction(logger: history.logger) { connection -> String in
             try await history.folders.lockUser(user.userID, on: connection)
-            let folders = try await history.folders.rows(userID: user.userID, on: connection)
-            guard let folder = folders.first(where: { $0.id == id }) else { throw APIError.notFound }
+            guard let folder = try await history.folders.rows(userID: user.userID, only: id, on: connection).first else {
+                throw APIError.notFound
+            }
             if let name = form.name,
                 try await history.folders.nameTaken(
                     name, parentID: folder.parentID, userID: user.userID, excluding: id, on: connection)
@@ -190,9 +190,8 @@ struct FoldersController {
             {
                 throw Self.exists
             }
-            if let parent = form.parentID, !parent.isEmpty {
-                let subtree = try await history.folders.subtree(of: id, userID: user.userID, on: connection)
-                if subtree.contains(parent) { throw Self.intoItself }
+            if let parent = form.parentID, FolderTree.subtree(of: id, parents: FolderTree.parents(folders)).contains(parent) {
+                throw Self.intoItself
             }
             try await history.folders.setParent(
                 ids: [id], parentID: form.parentID, userID: user.userID, now: ChatHistory.now(), on: connection)
@@ -240,11 +239,7 @@ struct FoldersController {
             let ids = try await history.folders.subtree(of: id, userID: user.userID, on: connection)
             guard !ids.isEmpty else { throw APIError.notFound }
             let updated = try await history.chats.markRead(folderIDs: ids, userID: user.userID, on: connection)
-            let folders = try await history.folders.rows(userID: user.userID, on: connection)
-            let direct = try await history.folders.unreadCounts(userID: user.userID, on: connection)
-            let totals = FolderTree.subtreeTotals(
-                parents: Dictionary(uniqueKeysWithValues: folders.map { ($0.id, $0.parentID) }), direct: direct)
-            return (ids, updated, totals)
+            return (ids, updated, try await history.folders.unreadTotals(userID: user.userID, on: connection))
         }
         return JSONResponse.text(
             OrderedJSON.object([
@@ -268,11 +263,11 @@ struct FoldersController {
         }
         guard try await history.folders.json(id: id, userID: user.userID) != nil else { throw APIError.notFound }
         let limit = page == nil ? 60 : 10
-        let offset = ((page ?? 1) - 1) * limit
+        let offset = try ChatHistory.offset(page: page, size: limit)
         let (chats, total) = try await history.chats.folderShareList(
             folderID: id, userID: user.userID, ownerName: user.name, limit: limit, offset: offset)
         var body = "{\"chats\":\(chats),\"folder_permission\":\"write\""
-        if page != nil { body += ",\"total\":\(total),\"has_more\":\(offset + limit < total)" }
+        if page != nil { body += ",\"total\":\(total),\"has_more\":\(total - offset > limit)" }
         return JSONResponse.text(body + "}")
     }
 
@@ -289,7 +284,7 @@ struct FoldersController {
             let ids = try await history.folders.subtree(of: id, userID: user.userID, on: connection)
             guard !ids.isEmpty else { throw APIError.notFound }
             if deleteContents {
-                let removed = try await history.chats.deleteInFolders(ids, userID: user.userID, on: connection)
+                let removed = try await history.chats.delete(userID: user.userID, inFolders: ids, on: connection)
                 for chatID in removed {
                     try await history.publishChat(
                         "chat.deleted", chatID: chatID, ownerID: user.userID, actor: user.userID, on: connection)
