@@ -31,10 +31,15 @@ struct GatewayResponder: HTTPResponder {
                 error, request: request, logger: logger, knownRoutes: KnownRoutes([]))
         }
         cors.decorate(&response, for: request)
-        let elapsed = ContinuousClock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        response.headers[Self.processTime] = String(format: "%.6f", seconds)
+        response.headers[Self.processTime] = Self.seconds(ContinuousClock.now - start)
         return response
+    }
+
+    /// A duration as seconds with six decimals ("0.000412"), without Foundation's formatter.
+    static func seconds(_ elapsed: Duration) -> String {
+        let micros = max(0, elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)
+        let fraction = String(micros % 1_000_000)
+        return "\(micros / 1_000_000)." + String(repeating: "0", count: 6 - fraction.count) + fraction
     }
 
     private func handle(_ request: Request) async throws -> Response {

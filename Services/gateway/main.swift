@@ -14,6 +14,8 @@ var clientConfiguration = HTTPClient.Configuration()
 clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
 clientConfiguration.timeout = .init(connect: .seconds(2))
 clientConfiguration.decompression = .disabled
+// No tracer: otherwise every forwarded request builds a (no-op) span and parses its URL a second time.
+clientConfiguration.tracing.tracer = nil
 let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
 
 let cache = PrincipalCache()

@@ -74,8 +74,55 @@ public enum InternalHeader {
         if !identity.groupIDs.isEmpty { headers[groups] = identity.groupIDs.joined(separator: ",") }
     }
 
-    private static func encode(_ text: String) -> String {
-        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+    /// Percent-encodes every byte but ASCII letters and digits (names and emails cross on every request,
+    /// so this works on UTF-8 bytes rather than through Foundation).
+    static func encode(_ text: String) -> String {
+        func plain(_ byte: UInt8) -> Bool {
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+        }
+        if text.utf8.allSatisfy(plain) { return text }
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count * 3)
+        for byte in text.utf8 {
+            if plain(byte) {
+                out.append(byte)
+            } else {
+                out.append(UInt8(ascii: "%"))
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0x0F)])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Undoes `encode`; a `%` not followed by two hex digits stays as it is.
+    static func decode(_ text: String) -> String {
+        guard text.utf8.contains(UInt8(ascii: "%")) else { return text }
+        func value(_ byte: UInt8) -> UInt8? {
+            switch byte {
+            case 0x30...0x39: return byte - 0x30
+            case 0x41...0x46: return byte - 0x41 + 10
+            case 0x61...0x66: return byte - 0x61 + 10
+            default: return nil
+            }
+        }
+        let bytes = Array(text.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var index = 0
+        while index < bytes.count {
+            if bytes[index] == UInt8(ascii: "%"), index + 2 < bytes.count,
+                let high = value(bytes[index + 1]), let low = value(bytes[index + 2])
+            {
+                out.append(high << 4 | low)
+                index += 3
+            } else {
+                out.append(bytes[index])
+                index += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Reads the identity a gateway wrote; nil when the request is anonymous.
@@ -86,7 +133,7 @@ public enum InternalHeader {
         return Identity(
             userID: id, role: role, method: method, tokenID: headers[tokenID],
             tokenExpiry: headers[tokenExpiry].flatMap { Int($0) },
-            name: headers[name]?.removingPercentEncoding ?? "", email: headers[email]?.removingPercentEncoding ?? "",
+            name: headers[name].map(decode) ?? "", email: headers[email].map(decode) ?? "",
             groupIDs: headers[groups].map { $0.split(separator: ",").map(String.init) } ?? [])
     }
 }

@@ -34,6 +34,13 @@ public struct Encoded<T: Encodable & Sendable>: ResponseGenerator, Sendable {
 
 extension JSONResponse {
     /// A response whose JSON text was already built (Postgres builds list and chat bodies itself).
+    /// JSON already encoded as bytes (as Postgres sent it), answered without a copy.
+    public static func text(_ json: ByteBuffer, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        var fields = headers
+        fields[.contentType] = "application/json"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: json))
+    }
+
     public static func text(_ json: String, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
         var fields = headers
         fields[.contentType] = "application/json"

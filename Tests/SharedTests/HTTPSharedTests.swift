@@ -1,5 +1,6 @@
 // Error shapes, body decoding, durations and the API-key path rule.
 import Foundation
+import HTTPTypes
 import Testing
 @testable import Shared
 
@@ -71,5 +72,19 @@ import Testing
         #expect(SessionTokens(secret: "other").verify(token) == nil)
         let expired = SessionClaims(userID: "u1", sessionStamp: "s1", lifetime: 10, now: Int(Date().timeIntervalSince1970) - 100)
         #expect(tokens.verify(try tokens.sign(expired)) == nil)
+    }
+
+    @Test func identityHeadersCarryAnyNameAndEmail() {
+        let identity = Identity(
+            userID: "u1", role: "user", method: .jwt, name: "Zoë O'Brien, 李 % 100+ \"x\"", email: "a+b@exämple.com",
+            groupIDs: ["g1", "g2"])
+        var headers = HTTPFields()
+        InternalHeader.write(identity, secret: "s", into: &headers)
+        for field in headers { #expect(field.value.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }) }
+        #expect(InternalHeader.read(headers) == identity)
+        #expect(InternalHeader.encode("plain42") == "plain42")
+        #expect(InternalHeader.decode("100%") == "100%")
+        #expect(InternalHeader.decode("%4") == "%4")
+        #expect(InternalHeader.decode("a%2Bb%zz") == "a+b%zz")
     }
 }

@@ -96,7 +96,7 @@ extension ChatsController {
         let data = try await history.body(request)
         let model = data.isEmpty ? nil : try JSONBody.decode(JSONValue.self, from: data)["model"]?.stringValue
         guard let json = try await history.chats.ownJSON(id: id, userID: user.userID),
-            let chat = JSONValue.parse(json)?["chat"]
+            let chat = JSONValue.parse(String(buffer: json))?["chat"]
         else { throw Self.notFound401 }
         let latest = ChatDocument.branch(chat.objectValue ?? [:]).last { $0["model"]?.stringValue != nil }
         var models: [JSONValue] = []

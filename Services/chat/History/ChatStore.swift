@@ -96,17 +96,17 @@ struct ChatStore: Sendable {
     // MARK: Reads
 
     /// One chat of the user as `ChatResponse` text, as `GET /api/v1/chats/{id}` shows it.
-    func ownJSON(id: String, userID: String) async throws -> String? {
+    func ownJSON(id: String, userID: String) async throws -> ByteBuffer? {
         for try await text in try await postgres.execute(OwnChat(id: id, userID: userID), logger: logger) { return text }
         return nil
     }
 
     /// A page of the chat list, newest first.
-    func page(userID: String, includePinned: Bool, includeFolders: Bool, limit: Int?, offset: Int) async throws -> String {
+    func page(userID: String, includePinned: Bool, includeFolders: Bool, limit: Int?, offset: Int) async throws -> ByteBuffer {
         let statement = ChatListPage(
             userID: userID, includePinned: includePinned, includeFolders: includeFolders, limit: limit, offset: offset)
         for try await text in try await postgres.execute(statement, logger: logger) { return text }
-        return "[]"
+        return ByteBuffer(string: "[]")
     }
 
     func json(id: String, on connection: PostgresConnection) async throws -> String? {

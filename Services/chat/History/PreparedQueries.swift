@@ -1,6 +1,7 @@
 // The hottest reads and writes as prepared statements: Postgres plans them once per connection instead of
 // once per request, which is most of what a small query costs it.
 import Foundation
+import NIOCore
 import PostgresNIO
 import Shared
 
@@ -11,7 +12,7 @@ struct ChatListPage: PostgresPreparedStatement {
             WHERE c.user_id = $1 AND NOT c.archived AND ($2 OR NOT c.pinned) AND ($3 OR c.folder_id IS NULL)
             ORDER BY c.updated_at DESC, c.id LIMIT $4 OFFSET $5), ',') || ']'
         """
-    typealias Row = String
+    typealias Row = ByteBuffer
 
     var userID: String
     var includePinned: Bool
@@ -29,7 +30,7 @@ struct ChatListPage: PostgresPreparedStatement {
         return bindings
     }
 
-    func decodeRow(_ row: PostgresRow) throws -> String { try row.decode(String.self) }
+    func decodeRow(_ row: PostgresRow) throws -> ByteBuffer { try row.decode(ByteBuffer.self) }
 }
 
 /// One chat of its owner as `ChatResponse`, with `share_mode` as `GET /api/v1/chats/{id}` shows it.
@@ -37,7 +38,7 @@ struct OwnChat: PostgresPreparedStatement {
     static let sql = """
         SELECT \(ChatStore.chatJSON(shareMode: true))::text FROM chat.chats c WHERE c.id = $1 AND c.user_id = $2
         """
-    typealias Row = String
+    typealias Row = ByteBuffer
 
     var id: String
     var userID: String
@@ -49,7 +50,7 @@ struct OwnChat: PostgresPreparedStatement {
         return bindings
     }
 
-    func decodeRow(_ row: PostgresRow) throws -> String { try row.decode(String.self) }
+    func decodeRow(_ row: PostgresRow) throws -> ByteBuffer { try row.decode(ByteBuffer.self) }
 }
 
 /// Inserts a chat and returns it as `ChatResponse`.
