@@ -23,10 +23,10 @@ public enum Database {
         )
         configuration.options.maximumConnections = max(1, poolSize)
         configuration.options.connectTimeout = .seconds(3)
-        // The pool stays at its full size and sends no keep-alive pings: an idle connection then arms no
-        // timers, which under load (connections going idle and busy thousands of times a second) cost
-        // about a tenth of a request's CPU. A connection that died while idle fails its next query once.
-        configuration.options.minimumConnections = configuration.options.maximumConnections
+        // No keep-alive pings: postgres-nio arms a keep-alive timer each time a connection goes idle, which under
+        // load (connections going idle and busy thousands of times a second) costs a tenth of a request's CPU.
+        // A connection that died while idle fails its next query once. (A minimum pool size would save the
+        // idle timers too, but postgres-nio 1.33.2 trips a precondition with one when Postgres goes away.)
         configuration.options.keepAliveBehavior = nil
         return configuration
     }
