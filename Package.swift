@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", exact: "2.8.1"),
     ],
     targets: [
         .systemLibrary(
@@ -44,12 +45,14 @@ let package = Package(
             dependencies: [
                 "CHiredis",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             path: "Shared",
             swiftSettings: swiftSettings
@@ -59,6 +62,8 @@ let package = Package(
             dependencies: serviceDependencies + [
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             ],
             path: "Services/gateway",
             swiftSettings: swiftSettings
@@ -83,7 +88,12 @@ let package = Package(
             name: "Retrieval", dependencies: serviceDependencies, path: "Services/retrieval",
             resources: [.copy("Migrations")], swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Realtime", dependencies: serviceDependencies, path: "Services/realtime",
+            name: "Realtime",
+            dependencies: serviceDependencies + [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+            ],
+            path: "Services/realtime",
             resources: [.copy("Migrations")], swiftSettings: swiftSettings),
         .testTarget(
             name: "SharedTests",

@@ -17,6 +17,7 @@ struct GatewayResponder: HTTPResponder {
     let cors: CORSPolicy
     let openAPI: OpenAPIDocument
     let cache: PrincipalCache
+    let realtime: RealtimeRoutes
     let logger: Logger
 
     static let processTime = HTTPField.Name("X-Process-Time")!
@@ -96,7 +97,20 @@ struct GatewayResponder: HTTPResponder {
             }
         }
 
-        let upstreamResponse = try await proxy.forward(request, path: path, to: upstream, identity: identity, body: body)
+        if upstream == .realtime, let sid = RealtimeRoutes.sessionID(query: request.uri.query),
+            await realtime.url(forSession: sid) == nil
+        {
+            // Engine.IO's own error form (a JSON string as plain text), which Socket.IO clients expect.
+            return Response(
+                status: .badRequest, headers: [.contentType: "text/plain; charset=UTF-8"],
+                body: .init(byteBuffer: ByteBuffer(string: JSONValue.string("Invalid session \(sid)").jsonText)))
+        }
+        let upstreamResponse: HTTPClientResponse
+        if upstream == .realtime {
+            upstreamResponse = try await forwardToRealtime(request, path: path, identity: identity)
+        } else {
+            upstreamResponse = try await proxy.forward(request, path: path, to: upstream, identity: identity, body: body)
+        }
         var response = try await ServiceProxy.response(from: upstreamResponse)
         if let hint = response.headers[InternalHeader.invalidate] {
             cache.apply(hint: hint)
@@ -104,6 +118,26 @@ struct GatewayResponder: HTTPResponder {
         }
         for field in limitHeaders { response.headers[field.name] = field.value }
         return response
+    }
+
+    /// A Socket.IO request goes to the replica holding its session; a new session to the next live replica
+    /// that answers. A session no live replica holds is unknown, as Engine.IO says it.
+    private func forwardToRealtime(_ request: Request, path: String, identity: Identity?) async throws
+        -> HTTPClientResponse
+    {
+        if let sid = RealtimeRoutes.sessionID(query: request.uri.query) {
+            let url = await realtime.url(forSession: sid) ?? realtime.fallback
+            return try await proxy.forward(request, path: path, to: .realtime, identity: identity, baseURL: url)
+        }
+        var failure: Error = APIError.unavailable
+        for url in await realtime.handshakeURLs() {
+            do {
+                return try await proxy.forward(request, path: path, to: .realtime, identity: identity, baseURL: url)
+            } catch {
+                failure = error
+            }
+        }
+        throw failure
     }
 
     /// Sign-in attempts per lower-cased email; every attempt counts, as in the real server.

@@ -39,7 +39,7 @@ enum RouteMap {
     /// Routes whose replies wait for a language model or document processing.
     static func isLongRunning(_ path: String) -> Bool {
         ["/api/chat", "/openai", "/ollama", "/api/v1/messages", "/api/embeddings", "/api/v1/tasks", "/api/v1/retrieval",
-         "/api/v1/files", "/api/v1/knowledge"]
+         "/api/v1/files", "/api/v1/knowledge", "/ws"]
             .contains { path == $0 || path.hasPrefix($0 + "/") }
     }
 

@@ -28,7 +28,8 @@ struct ServiceProxy: Sendable {
     /// Forwards the request. A streamed body is fully handed over (or abandoned by the client) before this
     /// returns, because Hummingbird reads the connection's next request from the same stream afterwards.
     func forward(
-        _ request: Request, path: String, to upstream: Upstream, identity: Identity?, body: ByteBuffer? = nil
+        _ request: Request, path: String, to upstream: Upstream, identity: Identity?, body: ByteBuffer? = nil,
+        baseURL: String? = nil
     ) async throws -> HTTPClientResponse {
         var body = body
         var completion: BodyCompletion?
@@ -42,17 +43,18 @@ struct ServiceProxy: Sendable {
                 completion = BodyCompletion()
             }
         }
-        let response = try await send(request, path: path, to: upstream, identity: identity, body: body, completion: completion)
+        let response = try await send(
+            request, path: path, to: upstream, identity: identity, body: body, completion: completion, baseURL: baseURL)
         if let completion { await completion.wait(upTo: .seconds(30)) }
         return response
     }
 
     private func send(
         _ request: Request, path: String, to upstream: Upstream, identity: Identity?, body: ByteBuffer?,
-        completion: BodyCompletion?
+        completion: BodyCompletion?, baseURL: String?
     ) async throws -> HTTPClientResponse {
         let query = request.uri.query.map { "?\($0)" } ?? ""
-        var outbound = HTTPClientRequest(url: upstreams[upstream]! + path + query)
+        var outbound = HTTPClientRequest(url: (baseURL ?? upstreams[upstream]!) + path + query)
         outbound.method = HTTPMethod(rawValue: request.method.rawValue)
         var headers = request.headers
         InternalHeader.write(identity, secret: internalSecret, into: &headers)
@@ -193,47 +195,5 @@ struct LimitedBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable wher
 
     func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(base: base.makeAsyncIterator(), limit: limit, reporter: EndReporter(completion))
-    }
-}
-
-/// The gateway's calls to auth's internal routes.
-struct AuthLookup: Sendable {
-    let client: HTTPClient
-    let baseURL: String
-    let internalSecret: String
-
-    private func get<T: Decodable>(_ path: String, as type: T.Type) async throws -> T? {
-        var request = HTTPClientRequest(url: baseURL + path)
-        request.headers.add(name: InternalHeader.secret.rawName, value: internalSecret)
-        let response: HTTPClientResponse
-        do {
-            response = try await client.execute(request, timeout: .seconds(5))
-        } catch {
-            throw APIError.unavailable
-        }
-        let body = try await response.body.collect(upTo: 1 << 20)
-        switch response.status.code {
-        case 200: return try JSONDecoder().decode(T.self, from: Data(buffer: body))
-        case 404: return nil
-        default: throw APIError.unavailable
-        }
-    }
-
-    func principal(userID: String) async throws -> PrincipalInfo? {
-        guard let escaped = userID.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) else {
-            return nil
-        }
-        return try await get("/internal/principals/users/\(escaped)", as: PrincipalInfo.self)
-    }
-
-    func principal(apiKeyHash: String) async throws -> PrincipalInfo? {
-        try await get("/internal/principals/api-keys/\(apiKeyHash)", as: PrincipalInfo.self)
-    }
-
-    func policy() async throws -> GatewayPolicy {
-        guard let policy = try await get("/internal/gateway-config", as: GatewayPolicy.self) else {
-            throw APIError.unavailable
-        }
-        return policy
     }
 }

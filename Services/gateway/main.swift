@@ -31,7 +31,7 @@ let responder = GatewayResponder(
         longHeadTimeout: .seconds(config.longUpstreamTimeout)),
     cors: CORSPolicy(allowedOrigins: config.corsAllowOrigins),
     openAPI: OpenAPIDocument(client: httpClient, upstreams: config.upstreams, internalSecret: config.service.internalSecret),
-    cache: cache, logger: logger)
+    cache: cache, realtime: RealtimeRoutes(redis: redis, fallback: config.upstreams[.realtime]!), logger: logger)
 
 let follower = StreamFollower(redis: streamRedis, stream: EventStream.auth, logger: logger) { event in
     cache.apply(event: event)

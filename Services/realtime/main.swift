@@ -1,6 +1,62 @@
-// The realtime service. It starts with its health routes and its migrations; later issues fill it.
+// The realtime service: Socket.IO (Engine.IO 4, websocket and long-polling) at /ws/socket.io. Every replica
+// delivers what services publish on Redis to the sockets it holds.
+import AsyncHTTPClient
 import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import ServiceLifecycle
 import Shared
 
-try await ServiceRuntime.runSkeleton(
-    name: "realtime", defaultPort: 8085, migrations: Bundle.module.url(forResource: "Migrations", withExtension: nil)!)
+let runtime = try ServiceRuntime(name: "realtime", config: ServiceConfig(defaultPort: 8085))
+let env = runtime.config.environment
+let settings = EngineSettings(environment: env)
+/// `SKIFF_REALTIME_REPLICA_ID`: this replica's tag (4 letters or digits), the first characters of its session ids.
+let replicaID = String(env.string("SKIFF_REALTIME_REPLICA_ID", default: SessionID.make(tag: "", length: 4)).prefix(4))
+/// `SKIFF_REALTIME_ADVERTISE_URL`: where gateways reach this replica.
+let advertisedURL = env.string(
+    "SKIFF_REALTIME_ADVERTISE_URL",
+    default: "http://\(runtime.config.host == "0.0.0.0" ? "127.0.0.1" : runtime.config.host):\(runtime.config.port)")
+let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+let internalSecret = runtime.config.internalSecret
+let connections = Connections(
+    settings: settings, replicaID: replicaID,
+    verifier: TokenVerifier(
+        tokens: SessionTokens(secret: runtime.config.secretKey), redis: runtime.redis,
+        auth: AuthLookup(
+            client: httpClient, baseURL: env.string("SKIFF_AUTH_URL", default: "http://127.0.0.1:8081"),
+            internalSecret: internalSecret)),
+    chats: ChatAccess(
+        client: httpClient, chatURL: env.string("SKIFF_CHAT_URL", default: "http://127.0.0.1:8082"),
+        internalSecret: internalSecret),
+    presence: Presence(redis: runtime.redis, replicaID: replicaID), logger: runtime.logger)
+
+let router = runtime.makeRouter()
+let polling = PollingTransport(connections: connections, settings: settings)
+// (Hummingbird matches the path with and without its trailing slash.)
+router.get("/ws/socket.io", use: polling.handle)
+router.post("/ws/socket.io", use: polling.handle)
+router.on("/ws/socket.io", method: .options) { _, _ in PollingTransport.text("OK") }
+
+let subscriber = try RedisSubscriber(
+    address: RedisAddress(url: runtime.config.redisURL), channels: [RealtimeBus.channel], logger: runtime.logger
+) { message in
+    connections.hub.deliver(busMessage: message.payload)
+}
+
+let app = runtime.makeApplication(
+    router: router, schema: "realtime",
+    migrations: Bundle.module.url(forResource: "Migrations", withExtension: nil)!,
+    services: [
+        subscriber, PingService(connections: connections),
+        ReplicaRegistration(redis: runtime.redis, replicaID: replicaID, url: advertisedURL, logger: runtime.logger),
+    ],
+    server: .http1WebSocketUpgrade(
+        configuration: .init(ws: .init(maxFrameSize: settings.maxPayload, autoPing: .disabled))
+    ) { head, _, _ in
+        WebSocketTransport(connections: connections, settings: settings, internalSecret: internalSecret)
+            .shouldUpgrade(head)
+    })
+try await app.runUntilStopped()
+try await httpClient.shutdown()

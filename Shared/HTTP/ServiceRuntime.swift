@@ -1,6 +1,7 @@
 // What every backend service starts with: logger, Postgres pool, Redis client, migrations, health routes.
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import PostgresNIO
 import ServiceLifecycle
@@ -50,11 +51,13 @@ public struct ServiceRuntime: Sendable {
     /// The application: the router plus Postgres and any background services, stopped gracefully on SIGTERM.
     /// Migrations from `migrations` run once the pool is up and before the server accepts requests.
     public func makeApplication(
-        router: Router<ServiceRequestContext>, schema: String, migrations: URL, services: [any Service] = []
+        router: Router<ServiceRequestContext>, schema: String, migrations: URL, services: [any Service] = [],
+        server: HTTPServerBuilder = .http1()
     ) -> some ApplicationProtocol {
         routeTable.record(router)
         var app = Application(
             router: router,
+            server: server,
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: name),
             logger: logger)
         app.addServices(postgres)

@@ -22,6 +22,7 @@ from stacklib import Stack, StackStartError  # noqa: E402
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "resilience: stops Redis or Postgres while Skiff runs")
+    config.addinivalue_line("markers", "slow: starts its own stack or waits on timers (deselect with -m 'not slow')")
     config.addinivalue_line(
         "markers", "stops_postgres: stops the shared Postgres cluster; always runs last in the session"
     )

@@ -320,6 +320,8 @@ class Stack:
         self._redis_alloc: tuple[str, int, str] | None = None
         self._db_created = False
         self.died_early: dict[str, int] = {}
+        self.extras: dict[str, str] = {}  # name of an extra process -> the service it runs (spawn_extra)
+        self.killed: dict[str, int] = {}  # name -> signal, for processes stopped on purpose by kill()
 
     # ---- lifecycle
 
@@ -382,11 +384,21 @@ class Stack:
             raise
         return self
 
-    def _spawn(self, svc: str, binary: Path) -> None:
-        env = dict(_minimal_env(), **self.env, PORT=str(self.ports[svc]))
-        log = open(self.dir / f"{svc}.log", "ab", buffering=0)
-        self.logfiles[svc] = log
-        self.procs[svc] = subprocess.Popen(
+    def _spawn(self, svc: str, binary: Path, name: str | None = None, overrides: dict[str, Any] | None = None) -> None:
+        """Start `binary` as process `name` (default: svc) on self.ports[name], with the stack's env + overrides."""
+        name = name or svc
+        env = dict(_minimal_env(), **self.env, PORT=str(self.ports[name]))
+        for k, v in (overrides or {}).items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = ("true" if v else "false") if isinstance(v, bool) else str(v)
+        log = open(self.dir / f"{name}.log", "ab", buffering=0)
+        old = self.logfiles.pop(name, None)
+        if old is not None:
+            old.close()
+        self.logfiles[name] = log
+        self.procs[name] = subprocess.Popen(
             [str(binary)],
             env=env,
             cwd=self.dir,
@@ -396,9 +408,9 @@ class Stack:
             preexec_fn=_die_with_parent,
         )
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _wait_ready(self, timeout: float, names: list[str] | None = None) -> None:
         deadline = time.monotonic() + timeout
-        pending = list(SERVICES)
+        pending = list(names or SERVICES)
         while pending:
             for svc in list(pending):
                 proc = self.procs[svc]
@@ -469,13 +481,101 @@ class Stack:
 
     def logs_tail(self, lines: int = 40) -> str:
         out = [f"--- logs of stack {self.name} in {self.dir}"]
-        for svc in SERVICES:
+        for svc in SERVICES + [n for n in self.extras if n not in SERVICES]:
             path = self.dir / f"{svc}.log"
             if path.exists():
                 text = path.read_text(errors="replace").splitlines()[-lines:]
                 out.append(f"--- {svc}.log (last {len(text)} lines)")
                 out.extend(text)
         return "\n".join(out)
+
+    # ---- extra processes (a second realtime replica, ...)
+
+    def spawn_extra(self, name: str, svc: str, env: dict[str, Any] | None = None, timeout: float = 60,
+                    wait: bool = True) -> dict[str, Any]:
+        """Start one more copy of service `svc` in this stack as process `name` (e.g. "realtime-b").
+
+        It gets its own free port (PORT), the stack's environment (same DATABASE_URL, REDIS_URL, secrets,
+        SKIFF_*_URL) plus `env` (None removes a variable), logs to <dir>/<name>.log, shows in logs_tail,
+        alive_problems and assert_alive, and is stopped by stop(). A name whose process was kill()ed may be
+        spawned again (new port). With wait, returns once its /health answers 200.
+        Returns {"name", "svc", "port", "url", "proc"}."""
+        if not self.env:
+            raise RuntimeError("start the stack before spawning extra processes")
+        if name in SERVICES:
+            raise ValueError(f"{name!r} is the name of a core service; pick another name")
+        if name in self.procs and self.procs[name].poll() is None:
+            raise ValueError(f"{name!r} is already running")
+        binary = bin_dir() / svc
+        if not os.access(binary, os.X_OK):
+            raise StackStartError(f"executable missing: {binary}")
+        self.ports[name] = free_port()
+        self.extras[name] = svc
+        self.killed.pop(name, None)
+        self._spawn(svc, binary, name=name, overrides=env)
+        if wait:
+            try:
+                self._wait_ready(timeout, [name])
+            except StackStartError as err:
+                raise StackStartError(f"{err}\n{self.logs_tail(40)}") from None
+        return self.process(name)
+
+    def process(self, name: str) -> dict[str, Any]:
+        """{"name", "svc", "port", "url", "proc"} of a running process of this stack (core or extra)."""
+        port = self.ports[name]
+        return {"name": name, "svc": self.extras.get(name, name), "port": port,
+                "url": f"http://127.0.0.1:{port}", "proc": self.procs[name]}
+
+    def kill(self, name: str, sig: int = signal.SIGKILL, timeout: float = 10) -> int:
+        """Send `sig` to process `name` (core service or extra) and wait for it to exit; returns its status.
+
+        A process stopped this way is dropped from procs, so stop() and alive_problems() do not count it as
+        a crash; its log stays in logs_tail."""
+        proc = self.procs[name]
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        del self.procs[name]
+        self.killed[name] = sig
+        log = self.logfiles.pop(name, None)
+        if log is not None:
+            log.close()
+        if name not in SERVICES:
+            self.extras.setdefault(name, name)
+        return proc.returncode
+
+    # ---- realtime bus and replica registry
+
+    REALTIME_CHANNEL = "skiff:realtime"
+
+    def publish_realtime(self, to: dict[str, str], event: str, data: Any, skip: str | None = None) -> int:
+        """PUBLISH {to, event, data[, skip]} on skiff:realtime (as any service does); returns the number of
+        subscribers Redis reported. Pub/sub ignores the db index, so every stack's replicas see it (harmless:
+        targets are unique user ids, rooms and socket ids)."""
+        message: dict[str, Any] = {"to": to, "event": event, "data": data}
+        if skip is not None:
+            message["skip"] = skip
+        r = redis_cli(self.redis_url, "PUBLISH", self.REALTIME_CHANNEL, json.dumps(message))
+        if r.returncode != 0 or not r.stdout.strip().lstrip("-").isdigit():
+            raise RuntimeError(f"PUBLISH failed: {r.stdout.strip()} {r.stderr.strip()}")
+        return int(r.stdout.strip())
+
+    def realtime_replicas(self) -> dict[str, str]:
+        """The live realtime replicas registered in this stack's Redis (hash `skiff:rt:replicas`, values
+        `<url>|<expiry epoch>`): {replica id: advertised URL}."""
+        r = redis_cli(self.redis_url, "HGETALL", "skiff:rt:replicas")
+        items = r.stdout.split()
+        now = int(time.time())
+        out: dict[str, str] = {}
+        for tag, value in zip(items[0::2], items[1::2]):
+            url, _, expiry = value.rpartition("|")
+            if expiry.isdigit() and int(expiry) >= now:
+                out[tag] = url
+        return out
 
     # ---- HTTP
 

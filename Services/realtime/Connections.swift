@@ -1,0 +1,332 @@
+// What arrives on a session: Engine.IO control packets, Socket.IO connects and the events Open WebUI handles.
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import Shared
+
+/// Checks a session token as the gateway does: signature and expiry, revocation, the user's session stamp,
+/// and a verified role (`user` or `admin`).
+struct TokenVerifier: Sendable {
+    let tokens: SessionTokens
+    let redis: RedisClient
+    let auth: AuthLookup
+
+    func user(for token: String) async -> SocketUser? {
+        guard !token.hasPrefix("sk-"), let claims = tokens.verify(token) else { return nil }
+        if let jti = claims.jti {
+            guard let revoked = try? await redis.send(["EXISTS", RevokedTokens.key(jti)]), revoked.int == 0 else {
+                return nil
+            }
+        }
+        guard let principal = try? await auth.principal(userID: claims.id),
+            principal.role == "user" || principal.role == "admin"
+        else { return nil }
+        if let stamp = claims.sessionStamp, let current = principal.sessionStamp, stamp != current { return nil }
+        return SocketUser(id: principal.id, name: principal.name ?? "", role: principal.role, token: token)
+    }
+}
+
+/// Whether a user may read a chat: asks the chat service as that user.
+struct ChatAccess: Sendable {
+    let client: HTTPClient
+    let chatURL: String
+    let internalSecret: String
+
+    func canRead(chatID: String, user: SocketUser) async -> Bool {
+        guard let escaped = chatID.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", "_"])) else {
+            return false
+        }
+        var request = HTTPClientRequest(url: "\(chatURL)/api/v1/chats/\(escaped)")
+        var headers = HTTPFields()
+        InternalHeader.write(
+            Identity(userID: user.id, role: user.role, method: .jwt, name: user.name), secret: internalSecret,
+            into: &headers)
+        for field in headers { request.headers.add(name: field.name.rawName, value: field.value) }
+        guard let response = try? await client.execute(request, timeout: .seconds(5)) else { return false }
+        _ = try? await response.body.collect(upTo: 64 << 20)
+        return response.status.code == 200
+    }
+}
+
+/// Presence in Redis, so every replica and service can see who is connected: one key per socket (expiring
+/// unless refreshed by heartbeats) and a set of socket ids per user.
+struct Presence: Sendable {
+    let redis: RedisClient
+    let replicaID: String
+    static let lifetime = 120
+
+    static func socketKey(_ socketID: String) -> String { "skiff:rt:sess:\(socketID)" }
+    static func userKey(_ userID: String) -> String { "skiff:rt:user:\(userID)" }
+    static func usageKey(_ model: String) -> String { "skiff:rt:usage:\(model)" }
+
+    func bind(_ socketID: String, _ user: SocketUser) async {
+        let record = OrderedJSON.object([
+            "id": .string(user.id), "name": .string(user.name), "role": .string(user.role),
+            "replica": .string(replicaID), "last_seen_at": .int(Int(Date().timeIntervalSince1970)),
+        ])
+        _ = try? await redis.send(["SET", Self.socketKey(socketID), record, "EX", String(Self.lifetime)])
+        _ = try? await redis.send(["SADD", Self.userKey(user.id), socketID])
+        _ = try? await redis.send(["EXPIRE", Self.userKey(user.id), String(Self.lifetime * 2)])
+    }
+
+    func refresh(_ socketID: String, _ user: SocketUser) async {
+        _ = try? await redis.send(["EXPIRE", Self.socketKey(socketID), String(Self.lifetime)])
+        _ = try? await redis.send(["EXPIRE", Self.userKey(user.id), String(Self.lifetime * 2)])
+    }
+
+    func remove(_ socketID: String, _ user: SocketUser?) async {
+        _ = try? await redis.send(["DEL", Self.socketKey(socketID)])
+        if let user { _ = try? await redis.send(["SREM", Self.userKey(user.id), socketID]) }
+    }
+
+    func usage(model: String, socketID: String) async {
+        _ = try? await redis.send(["ZADD", Self.usageKey(model), String(Int(Date().timeIntervalSince1970)), socketID])
+        _ = try? await redis.send(["EXPIRE", Self.usageKey(model), "60"])
+    }
+}
+
+/// The replica's sessions and what it does with every packet they carry.
+final class Connections: Sendable {
+    let settings: EngineSettings
+    let replicaID: String
+    let hub = SocketHub()
+    let verifier: TokenVerifier
+    let chats: ChatAccess
+    let presence: Presence
+    let logger: Logger
+    private let sessions = NIOLockedValueBox<[String: EngineSession]>([:])
+
+    init(
+        settings: EngineSettings, replicaID: String, verifier: TokenVerifier, chats: ChatAccess, presence: Presence,
+        logger: Logger
+    ) {
+        self.settings = settings
+        self.replicaID = replicaID
+        self.verifier = verifier
+        self.chats = chats
+        self.presence = presence
+        self.logger = logger
+    }
+
+    var sessionCount: Int { sessions.withLockedValue { $0.count } }
+
+    func open(transport: EngineSession.Transport) -> EngineSession {
+        let session = EngineSession(sid: SessionID.make(tag: replicaID), transport: transport, settings: settings)
+        sessions.withLockedValue { $0[session.sid] = session }
+        return session
+    }
+
+    func session(_ sid: String) -> EngineSession? {
+        sessions.withLockedValue { $0[sid] }
+    }
+
+    /// Ends a session: the client is told when `notify`, and its socket leaves every room.
+    func end(_ session: EngineSession, reason: CloseReason, notify: Bool) async {
+        guard session.close(notify: notify) else { return }
+        sessions.withLockedValue { $0[session.sid] = nil }
+        await disconnectSocket(session)
+        logger.debug("session closed", metadata: ["sid": "\(session.sid)", "reason": "\(reason.rawValue)"])
+    }
+
+    /// The Socket.IO disconnect: the socket leaves its rooms and its presence goes.
+    private func disconnectSocket(_ session: EngineSession) async {
+        let state = session.socketIO.withLockedValue { state -> SocketIOState in
+            defer { state = SocketIOState() }
+            return state
+        }
+        guard let socketID = state.sid else { return }
+        hub.remove(socketID, rooms: state.rooms)
+        await presence.remove(socketID, state.user)
+    }
+
+    /// Sends pings when due and ends the sessions that missed their pong; runs until cancelled.
+    func runPings() async {
+        let step = Duration.milliseconds(max(50, Int(min(settings.pingInterval, settings.pingTimeout).milliseconds / 4)))
+        while !Task.isCancelled {
+            try? await Task.sleep(for: step)
+            let now = ContinuousClock.now
+            let all = sessions.withLockedValue { Array($0.values) }
+            for session in all where session.tick(now: now, settings: settings) {
+                await end(session, reason: .pingTimeout, notify: true)
+            }
+        }
+    }
+
+    /// Ends every session (on shutdown), telling the clients so they reconnect elsewhere.
+    func closeAll() async {
+        let all = sessions.withLockedValue { Array($0.values) }
+        for session in all { await end(session, reason: .serverClose, notify: true) }
+    }
+
+    // MARK: Engine.IO
+
+    /// Handles one Engine.IO packet from the client; false when the session has ended.
+    func receive(_ text: Substring, on session: EngineSession) async -> Bool {
+        guard let type = text.first else { return !session.isClosed }
+        switch type {
+        case "1":
+            await end(session, reason: .clientClose, notify: false)
+            return false
+        case "3":
+            session.pong(settings: settings)
+        case "4":
+            await socketIO(text.dropFirst(), on: session)
+        default:
+            break  // `2` from a client, `5`/`6` outside an upgrade, unknown types: ignored, as the original
+        }
+        return !session.isClosed
+    }
+
+    // MARK: Socket.IO
+
+    private func socketIO(_ text: Substring, on session: EngineSession) async {
+        guard let packet = SocketIOPacket.parse(text) else {
+            logger.debug("malformed Socket.IO packet", metadata: ["sid": "\(session.sid)"])
+            return
+        }
+        let connected = session.socketIO.withLockedValue { $0.sid }
+        switch packet.kind {
+        case .connect:
+            guard packet.namespace == "/" else {
+                session.send("44\(packet.namespace),\"Unable to connect\"")
+                return
+            }
+            guard connected == nil else {
+                session.send("44\"Unable to connect\"")
+                return
+            }
+            let socketID = SessionID.make(tag: "")
+            session.socketIO.withLockedValue { $0.sid = socketID }
+            hub.add(socketID, session)
+            session.send("40" + OrderedJSON.object(["sid": .string(socketID)]))
+            // The original accepts every connect and binds the user only when the token checks out.
+            if let token = packet.payload?["token"]?.stringValue, let user = await verifier.user(for: token) {
+                await bind(user, socketID: socketID, session: session)
+            }
+        case .disconnect:
+            guard packet.namespace == "/", connected != nil else { return }
+            await disconnectSocket(session)
+        case .event:
+            guard packet.namespace == "/", let socketID = connected, case .array(let items)? = packet.payload,
+                let name = items.first?.stringValue
+            else { return }
+            let result = await event(name, Array(items.dropFirst()), socketID: socketID, session: session)
+            if let id = packet.ackID, case .answer(let value) = result { session.send(SocketIOPacket.ack(id, value)) }
+        case .ack, .connectError, .binaryEvent, .binaryAck:
+            break  // no server-to-client calls wait for acks yet; binary is not used by Open WebUI's clients
+        }
+    }
+
+    private func bind(_ user: SocketUser, socketID: String, session: EngineSession) async {
+        let previous = session.socketIO.withLockedValue { state -> SocketUser? in
+            defer { state.user = user }
+            return state.user
+        }
+        if let previous, previous.id != user.id { hub.leave("user:\(previous.id)", socketID, session: session) }
+        hub.join("user:\(user.id)", socketID, session: session)
+        await presence.bind(socketID, user)
+    }
+
+    /// What an event handler answers: a value for the ack (nil = empty list), nothing at all (the handler
+    /// failed, as python-socketio sends no ack then), or a disconnect of the socket.
+    enum EventResult {
+        case answer(JSONValue?)
+        case noAnswer
+    }
+
+    static let privateChatUnavailable: JSONValue = .object([
+        "ok": .bool(false), "error": .string("Private chat is unavailable or the session changed."),
+    ])
+
+    private func event(_ name: String, _ args: [JSONValue], socketID: String, session: EngineSession) async
+        -> EventResult
+    {
+        let user = session.socketIO.withLockedValue { $0.user }
+        let data = args.first
+        switch name {
+        case "connect", "disconnect", "connect_error", "disconnecting":
+            return .noAnswer
+        case "user-join":
+            guard case .object? = data else { return .noAnswer }
+            guard let token = data?["auth"]?["token"]?.stringValue, let verified = await verifier.user(for: token) else {
+                return .answer(nil)
+            }
+            await bind(verified, socketID: socketID, session: session)
+            return .answer(OrderedJSON.objectValue(["id": .string(verified.id), "name": .string(verified.name)]))
+        case "heartbeat":
+            guard let user else { return await kick(session) }
+            await presence.refresh(socketID, user)
+            return .answer(nil)
+        case "usage":
+            guard let user else { return await kick(session) }
+            guard let model = data?["model"]?.stringValue else { return .noAnswer }
+            await presence.refresh(socketID, user)
+            await presence.usage(model: model, socketID: socketID)
+            return .answer(nil)
+        case "events:chat":
+            guard let user else { return await kick(session) }
+            return await chatEvent(data, user: user, socketID: socketID, session: session)
+        case "join-channels", "join-note", "events:channel":
+            return .answer(nil)  // no channels or notes yet: the socket joins no such room
+        default:
+            if name.hasPrefix("encryption:") { return .answer(Self.privateChatUnavailable) }
+            if name.hasPrefix("ydoc:") { return .answer(nil) }
+            // Other events fall to the original's catch-all; names with two colons need a signed-in socket.
+            if name.filter({ $0 == ":" }).count == 2, user == nil { return await kick(session) }
+            return .answer(nil)
+        }
+    }
+
+    /// The original disconnects a socket that sends a signed-in event without a valid session.
+    private func kick(_ session: EngineSession) async -> EventResult {
+        session.send("41")
+        await disconnectSocket(session)
+        return .noAnswer
+    }
+
+    static func isSavedChatID(_ id: String) -> Bool {
+        !id.isEmpty && !id.hasPrefix("temporary:") && !id.hasPrefix("local:") && !id.hasPrefix("channel:")
+    }
+
+    private func chatEvent(_ data: JSONValue?, user: SocketUser, socketID: String, session: EngineSession) async
+        -> EventResult
+    {
+        guard case .object? = data, let body = data?["data"], case .object = body else { return .noAnswer }
+        let chatID = data?["chat_id"]?.stringValue
+        switch body["type"]?.stringValue {
+        case "join":
+            guard let chatID, Self.isSavedChatID(chatID), await chats.canRead(chatID: chatID, user: user) else {
+                return .answer(.bool(false))
+            }
+            hub.join("chat:\(chatID)", socketID, session: session)
+            return .answer(.bool(true))
+        case "leave":
+            guard let chatID, Self.isSavedChatID(chatID) else { return .answer(.bool(false)) }
+            hub.leave("chat:\(chatID)", socketID, session: session)
+            return .answer(.bool(true))
+        case "typing":
+            guard let chatID, Self.isSavedChatID(chatID), body["data"]?["typing"]?.boolValue != nil,
+                session.socketIO.withLockedValue({ $0.rooms.contains("chat:\(chatID)") })
+            else { return .answer(.bool(false)) }
+            let payload = OrderedJSON.object([
+                "chat_id": .string(chatID), "user_id": .string(user.id),
+                "user": .object(["id": .string(user.id), "name": .string(user.name)]), "shared": .bool(true),
+                "data": .object(["type": .string("typing"), "data": body["data"] ?? .null]),
+            ])
+            hub.deliver(SocketIOPacket.event("events", dataJSON: payload), room: "chat:\(chatID)", skip: socketID)
+            return .answer(.bool(true))
+        default:
+            return .answer(nil)
+        }
+    }
+}
+
+extension OrderedJSON {
+    /// An object value for acks (its keys are re-encoded in sorted order by `JSONValue`, which clients ignore).
+    static func objectValue(_ pairs: KeyValuePairs<String, JSONValue>) -> JSONValue {
+        .object(Dictionary(uniqueKeysWithValues: pairs.map { ($0.key, $0.value) }))
+    }
+}

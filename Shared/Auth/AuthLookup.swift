@@ -1,0 +1,52 @@
+// Calls to the auth service's internal routes: who a user or API key is, and the gateway policy.
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+
+/// The internal lookups the gateway and realtime make (with the internal secret).
+public struct AuthLookup: Sendable {
+    let client: HTTPClient
+    let baseURL: String
+    let internalSecret: String
+
+    public init(client: HTTPClient, baseURL: String, internalSecret: String) {
+        self.client = client
+        self.baseURL = baseURL
+        self.internalSecret = internalSecret
+    }
+
+    private func get<T: Decodable>(_ path: String, as type: T.Type) async throws -> T? {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.headers.add(name: InternalHeader.secret.rawName, value: internalSecret)
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: .seconds(5))
+        } catch {
+            throw APIError.unavailable
+        }
+        let body = try await response.body.collect(upTo: 1 << 20)
+        switch response.status.code {
+        case 200: return try JSONDecoder().decode(T.self, from: Data(buffer: body))
+        case 404: return nil
+        default: throw APIError.unavailable
+        }
+    }
+
+    public func principal(userID: String) async throws -> PrincipalInfo? {
+        guard let escaped = userID.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) else {
+            return nil
+        }
+        return try await get("/internal/principals/users/\(escaped)", as: PrincipalInfo.self)
+    }
+
+    public func principal(apiKeyHash: String) async throws -> PrincipalInfo? {
+        try await get("/internal/principals/api-keys/\(apiKeyHash)", as: PrincipalInfo.self)
+    }
+
+    public func policy() async throws -> GatewayPolicy {
+        guard let policy = try await get("/internal/gateway-config", as: GatewayPolicy.self) else {
+            throw APIError.unavailable
+        }
+        return policy
+    }
+}
