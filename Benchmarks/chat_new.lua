@@ -3,21 +3,10 @@
 --   BENCH_TOKEN=eyJ... wrk -t2 -c32 -d30s --latency -s chat_new.lua http://127.0.0.1:8080/api/v1/chats/new
 -- wrk's "Non-2xx or 3xx responses" line counts only statuses >= 400, so this script counts every answer
 -- other than 200 itself and prints "Non-200 responses: N" (run.sh reports that figure).
-local token = os.getenv("BENCH_TOKEN")
-if (token == nil or token == "") and os.getenv("BENCH_TOKEN_FILE") then
-  local f = io.open(os.getenv("BENCH_TOKEN_FILE"), "r")
-  if f then token = f:read("*l"); f:close() end
-end
-if token == nil or token == "" then
-  io.stderr:write("chat_new.lua: set BENCH_TOKEN (or BENCH_TOKEN_FILE) to a JWT\n")
-  os.exit(1)
-end
-
-wrk.method = "POST"
+local bench = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "bench.lua")
+bench.authorized("POST", "chat_new.lua")
 wrk.body = '{"chat":{"title":"wrk","models":["m"],"messages":[],"history":{"messages":{},"currentId":null}}}'
-wrk.headers["Authorization"] = "Bearer " .. token
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Accept"] = "application/json"
 
 local threads = {}
 function setup(thread)

@@ -16,9 +16,13 @@ struct AuthSettings: Sendable {
     var webuiName: String
     var defaultLocale: String
     var defaults: AdminConfig
+    /// A bcrypt hash to compare against when the email is unknown, so timing does not tell: made at the
+    /// configured cost, since a cheaper hash would answer unknown emails measurably faster than known ones.
+    var placeholderHash: String
 
     init(environment env: Shared.Environment) {
         bcryptCost = min(max(env.int("SKIFF_BCRYPT_COST", default: 12), 4), 31)
+        placeholderHash = Bcrypt.hash("skiff-placeholder", cost: UInt8(bcryptCost))
         cookieSameSite = env.string("WEBUI_AUTH_COOKIE_SAME_SITE", default: "lax")
         cookieSecure = env.bool("WEBUI_AUTH_COOKIE_SECURE", default: false)
         webuiName = env.string("WEBUI_NAME", default: "Open WebUI")
@@ -53,9 +57,6 @@ struct Accounts: Sendable {
         return (try? await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(candidate, hash: hash) }) ?? false
     }
 
-    /// A bcrypt hash to compare against when the email is unknown, so timing does not tell.
-    static let placeholderHash = Bcrypt.hash("skiff-placeholder", cost: 4)
-
     static func checkPassword(_ password: String) throws {
         if password.utf8.count > 72 {
             throw APIError(
@@ -81,7 +82,7 @@ struct Accounts: Sendable {
             "id": .string(user.id), "name": .string(user.name), "role": .string(user.role),
             "email": .string(user.email), "profile_image_url": .string("/api/v1/users/\(user.id)/profile/image"),
             "token": .string(token), "token_type": .string("Bearer"),
-            "expires_at": claims.exp.map(JSONValue.int) ?? .null, "permissions": permissions,
+            "expires_at": JSONValue(claims.exp), "permissions": permissions,
         ])
         var cookie = "token=\(token); HttpOnly"
         if let lifetime { cookie += "; Max-Age=\(lifetime)" }
@@ -109,7 +110,6 @@ struct Accounts: Sendable {
     static func newAPIKey() -> String {
         "sk-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
     }
-
 
     /// What GET shows of a stored key: its beginning and end.
     static func apiKeyHint(_ key: String) -> String {

@@ -30,7 +30,8 @@ let relay = OutboxRelay(outbox: accounts.outbox, postgres: runtime.postgres, red
 let follower = StreamFollower(redis: try RedisClient(url: config.redisURL), stream: EventStream.auth, logger: runtime.logger) {
     event in
     accounts.sessions.apply(event)
-    accounts.config.invalidate()
+    // Only a config change makes the cached config stale (every other auth event concerns users and groups).
+    if event.type == "config.updated" { accounts.config.invalidate() }
 }
 let app = runtime.makeApplication(
     router: router, schema: "auth",

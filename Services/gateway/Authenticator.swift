@@ -11,11 +11,13 @@ struct Authenticator: Sendable {
     let auth: AuthLookup
 
     static let apiKeyNotAllowed = "Use of API key is not enabled in the environment."
+    /// Parsed once: a header name built per request costs a validation and a copy each time.
+    static let apiKeyHeader = HTTPField.Name("x-api-key")!
 
     /// The credential a request carries, in the real server's order of precedence.
     static func credential(in headers: HTTPFields) -> String? {
         if let token = Credentials.token(in: headers) { return token }
-        if let key = headers[HTTPField.Name("x-api-key")!], !key.isEmpty { return key }
+        if let key = headers[apiKeyHeader], !key.isEmpty { return key }
         return nil
     }
 
@@ -37,18 +39,17 @@ struct Authenticator: Sendable {
             cache.storeVerified(token, verified)
             claims = verified
         }
-        if let jti = claims.jti {
-            let revoked: RESPValue
-            do {
-                revoked = try await redis.send(["EXISTS", RevokedTokens.key(jti)])
-            } catch {
-                throw APIError.unavailable
-            }
-            if revoked.int == 1 { throw APIError(.unauthorized, "Invalid token") }
+        let outcome: SessionCheck.Outcome
+        do {
+            outcome = try await SessionCheck.run(claims, redis: redis, principal: user)
+        } catch {
+            throw error as? APIError ?? APIError.unavailable
         }
-        guard let principal = try await user(claims.id) else { throw APIError.invalidToken }
-        if let stamp = claims.sessionStamp, let current = principal.sessionStamp, stamp != current {
-            throw APIError(.unauthorized, "Invalid token")
+        let principal: PrincipalInfo
+        switch outcome {
+        case .valid(let found): principal = found
+        case .revoked: throw APIError(.unauthorized, "Invalid token")
+        case .unknownUser: throw APIError.invalidToken
         }
         return Identity(
             userID: principal.id, role: principal.role, method: .jwt, tokenID: claims.jti, tokenExpiry: claims.exp,

@@ -77,10 +77,12 @@ struct GatewayResponder: HTTPResponder {
             identity = caller
         }
 
+        // Sign-in bodies are read here for the per-email limit, then forwarded as read.
         var body: ByteBuffer?
         if request.method == .post && path == "/api/v1/auths/signin" {
-            body = try await JSONBody.collect(request)
-            try await limitSignin(body!)
+            let signin = try await JSONBody.collect(request)
+            try await limitSignin(signin)
+            body = signin
         }
 
         var limitHeaders = HTTPFields()
@@ -97,19 +99,20 @@ struct GatewayResponder: HTTPResponder {
             }
         }
 
-        if upstream == .realtime, let sid = RealtimeRoutes.sessionID(query: request.uri.query),
-            await realtime.url(forSession: sid) == nil
-        {
-            // Engine.IO's own error form (a JSON string as plain text), which Socket.IO clients expect.
-            return Response(
-                status: .badRequest, headers: [.contentType: "text/plain; charset=UTF-8"],
-                body: .init(byteBuffer: ByteBuffer(string: JSONValue.string("Invalid session \(sid)").jsonText)))
-        }
         let upstreamResponse: HTTPClientResponse
-        if upstream == .realtime {
-            upstreamResponse = try await forwardToRealtime(request, path: path, identity: identity)
-        } else {
+        if upstream != .realtime {
             upstreamResponse = try await proxy.forward(request, path: path, to: upstream, identity: identity, body: body)
+        } else if let sid = request.uri.queryParameters["sid"].map(String.init), !sid.isEmpty {
+            // A Socket.IO request goes to the replica holding its session; a session none holds is unknown.
+            guard let url = await realtime.url(forSession: sid) else {
+                // Engine.IO's own error form (a JSON string as plain text), which Socket.IO clients expect.
+                return Response(
+                    status: .badRequest, headers: [.contentType: "text/plain; charset=UTF-8"],
+                    body: .init(byteBuffer: ByteBuffer(string: JSONValue.string("Invalid session \(sid)").jsonText)))
+            }
+            upstreamResponse = try await proxy.forward(request, path: path, to: .realtime, identity: identity, baseURL: url)
+        } else {
+            upstreamResponse = try await openRealtimeSession(request, path: path, identity: identity)
         }
         var response = try await ServiceProxy.response(from: upstreamResponse)
         if let hint = response.headers[InternalHeader.invalidate] {
@@ -120,15 +123,10 @@ struct GatewayResponder: HTTPResponder {
         return response
     }
 
-    /// A Socket.IO request goes to the replica holding its session; a new session to the next live replica
-    /// that answers. A session no live replica holds is unknown, as Engine.IO says it.
-    private func forwardToRealtime(_ request: Request, path: String, identity: Identity?) async throws
+    /// A new Socket.IO session goes to the next live replica that answers.
+    private func openRealtimeSession(_ request: Request, path: String, identity: Identity?) async throws
         -> HTTPClientResponse
     {
-        if let sid = RealtimeRoutes.sessionID(query: request.uri.query) {
-            let url = await realtime.url(forSession: sid) ?? realtime.fallback
-            return try await proxy.forward(request, path: path, to: .realtime, identity: identity, baseURL: url)
-        }
         var failure: Error = APIError.unavailable
         for url in await realtime.handshakeURLs() {
             do {

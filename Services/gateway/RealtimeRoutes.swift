@@ -5,8 +5,6 @@ import NIOConcurrencyHelpers
 import Shared
 
 final class RealtimeRoutes: Sendable {
-    static let registryKey = "skiff:rt:replicas"
-
     let redis: RedisClient
     /// `SKIFF_REALTIME_URL`: used while no replica has registered.
     let fallback: String
@@ -18,24 +16,32 @@ final class RealtimeRoutes: Sendable {
         self.fallback = fallback
     }
 
-    /// Live replicas (tag → URL), read from Redis at most once a second.
-    private func replicas(refresh: Bool = false) async -> [String: String] {
+    /// How old the copy of the registry may be for ordinary lookups, and for the second look an unknown
+    /// session gets (a replica that registered since the last read). The second bound caps the reads that
+    /// requests with made-up session ids can force at ten a second.
+    static let maxAge: Duration = .seconds(1)
+    static let maxAgeForUnknown: Duration = .milliseconds(100)
+
+    /// Live replicas (tag → URL), read from Redis once the copy is older than `maxAge`. The first caller to
+    /// find it stale refreshes it while the others go on with the previous copy, so a burst costs one read.
+    private func replicas(maxAge: Duration = RealtimeRoutes.maxAge) async -> [String: String] {
         let cached = state.withLockedValue { state -> [String: String]? in
-            guard !refresh, let fetched = state.fetched, ContinuousClock.now - fetched < .seconds(1) else { return nil }
-            return state.replicas
+            // Before the first read completes there is no copy to go on with: everyone reads.
+            guard let fetched = state.fetched else { return nil }
+            let now = ContinuousClock.now
+            if now - fetched < maxAge { return state.replicas }
+            state.fetched = now
+            return nil
         }
         if let cached { return cached }
         var live: [String: String] = [:]
-        if let reply = try? await redis.send(["HGETALL", Self.registryKey]), let items = reply.array {
-            let now = Int(Date().timeIntervalSince1970)
-            var index = 0
-            while index + 1 < items.count {
-                if let tag = items[index].string, let value = items[index + 1].string,
-                    let bar = value.lastIndex(of: "|"), let expiry = Int(value[value.index(after: bar)...]), expiry >= now
+        if let reply = try? await redis.send(["HGETALL", RealtimeReplicas.key]), let items = reply.array {
+            for index in stride(from: 0, to: items.count - 1, by: 2) {
+                if let tag = items[index].string, let entry = items[index + 1].string,
+                    let url = RealtimeReplicas.url(fromEntry: entry)
                 {
-                    live[tag] = String(value[..<bar])
+                    live[tag] = url
                 }
-                index += 2
             }
         }
         state.withLockedValue {
@@ -45,12 +51,12 @@ final class RealtimeRoutes: Sendable {
         return live
     }
 
-    /// The replica holding an Engine.IO session, nil when none does.
+    /// The replica holding an Engine.IO session, nil when none does (the fallback while none registered).
     func url(forSession sid: String) async -> String? {
         let tag = String(sid.prefix(4))
-        if let url = await replicas()[tag] { return url }
-        if let url = await replicas(refresh: true)[tag] { return url }
-        return await replicas().isEmpty ? fallback : nil
+        var live = await replicas()
+        if live[tag] == nil { live = await replicas(maxAge: Self.maxAgeForUnknown) }
+        return live[tag] ?? (live.isEmpty ? fallback : nil)
     }
 
     /// Candidates for a new session, starting with the next in turn.
@@ -63,14 +69,5 @@ final class RealtimeRoutes: Sendable {
         }
         let start = turn % urls.count
         return Array(urls[start...] + urls[..<start])
-    }
-
-    /// The `sid` query parameter of a Socket.IO request.
-    static func sessionID(query: String?) -> String? {
-        for pair in (query ?? "").split(separator: "&") where pair.hasPrefix("sid=") {
-            let value = pair.dropFirst(4)
-            return value.isEmpty ? nil : String(value)
-        }
-        return nil
     }
 }

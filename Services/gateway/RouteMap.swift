@@ -3,7 +3,7 @@ import Foundation
 import HTTPTypes
 
 enum RouteMap {
-    /// Path prefixes and their owners; the longest matching prefix wins.
+    /// Path prefixes and their owners; none lies below another, so at most one matches.
     static let prefixes: [(prefix: String, upstream: Upstream)] = [
         ("/api/v1/auths", .auth), ("/api/v1/users", .auth), ("/api/v1/groups", .auth), ("/api/config", .auth),
         ("/api/v1/chats", .chat), ("/api/v1/folders", .chat), ("/api/v1/models", .chat), ("/api/models", .chat),
@@ -30,17 +30,26 @@ enum RouteMap {
     }
 
     static func upstream(for path: String) -> Upstream? {
-        for (prefix, upstream) in prefixes where path == prefix || path.hasPrefix(prefix + "/") {
+        for (prefix, upstream) in prefixes where isAt(path, orBelow: prefix) {
             return upstream
         }
         return nil
     }
 
+    /// Whether `path` is `prefix` or lies below it. This runs for every prefix on every request, so the
+    /// cheap `hasPrefix` turns away the non-matching ones before `prefix + "/"` is built.
+    static func isAt(_ path: String, orBelow prefix: String) -> Bool {
+        path.hasPrefix(prefix) && (path == prefix || path.hasPrefix(prefix + "/"))
+    }
+
     /// Routes whose replies wait for a language model or document processing.
+    static let longRunningPrefixes = [
+        "/api/chat", "/openai", "/ollama", "/api/v1/messages", "/api/embeddings", "/api/v1/tasks", "/api/v1/retrieval",
+        "/api/v1/files", "/api/v1/knowledge", "/ws",
+    ]
+
     static func isLongRunning(_ path: String) -> Bool {
-        ["/api/chat", "/openai", "/ollama", "/api/v1/messages", "/api/embeddings", "/api/v1/tasks", "/api/v1/retrieval",
-         "/api/v1/files", "/api/v1/knowledge", "/ws"]
-            .contains { path == $0 || path.hasPrefix($0 + "/") }
+        longRunningPrefixes.contains { isAt(path, orBelow: $0) }
     }
 
     /// Routes a caller may reach without credentials (bad credentials there count as none).
@@ -49,7 +58,7 @@ enum RouteMap {
         case "/api/v1/auths/signin", "/api/v1/auths/signup", "/api/v1/auths/signout", "/api/config", "/api/config/":
             return true
         default:
-            return path == "/ws" || path.hasPrefix("/ws/")
+            return isAt(path, orBelow: "/ws")
         }
     }
 }

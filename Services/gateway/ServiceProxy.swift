@@ -72,11 +72,12 @@ struct ServiceProxy: Sendable {
         }
         let client = self.client
         let prepared = outbound
-        let headTimeout = RouteMap.isLongRunning(path) ? longHeadTimeout : headTimeout
+        let longRunning = RouteMap.isLongRunning(path)
+        let headTimeout = longRunning ? longHeadTimeout : headTimeout
         do {
             // An ordinary route must answer within the head timeout (a service waiting on a dead database
             // answers 503 here); the client's own deadline does that without a timer task per request.
-            if !RouteMap.isLongRunning(path) {
+            if !longRunning {
                 return try await client.execute(prepared, deadline: .now() + TimeAmount(headTimeout))
             }
             // A long-running route's head must arrive in time; its body may then stream for as long as it lasts.
@@ -107,8 +108,10 @@ struct ServiceProxy: Sendable {
     /// streams through as it arrives.
     static func response(from upstream: HTTPClientResponse) async throws -> Response {
         var headers = HTTPFields()
-        for header in upstream.headers where !hopByHop.contains(header.name.lowercased()) {
-            if let name = HTTPField.Name(header.name) { headers.append(HTTPField(name: name, value: header.value)) }
+        // The parsed name's canonical (lower-case) form serves the hop-by-hop check without another copy.
+        for header in upstream.headers {
+            guard let name = HTTPField.Name(header.name), !hopByHop.contains(name.canonicalName) else { continue }
+            headers.append(HTTPField(name: name, value: header.value))
         }
         let status = HTTPResponse.Status(code: Int(upstream.status.code))
         if let length = upstream.headers.first(name: "content-length").flatMap(Int.init), length <= wholeReplyLimit {

@@ -15,21 +15,17 @@ struct TokenVerifier: Sendable {
     let auth: AuthLookup
 
     func user(for token: String) async -> SocketUser? {
-        guard !token.hasPrefix("sk-"), let claims = tokens.verify(token) else { return nil }
-        if let jti = claims.jti {
-            guard let revoked = try? await redis.send(["EXISTS", RevokedTokens.key(jti)]), revoked.int == 0 else {
-                return nil
-            }
-        }
-        guard let principal = try? await auth.principal(userID: claims.id),
+        guard !token.hasPrefix("sk-"), let claims = tokens.verify(token),
+            case .valid(let principal)? = try? await SessionCheck.run(
+                claims, redis: redis, principal: { try await auth.principal(userID: $0) }),
             principal.role == "user" || principal.role == "admin"
         else { return nil }
-        if let stamp = claims.sessionStamp, let current = principal.sessionStamp, stamp != current { return nil }
         return SocketUser(id: principal.id, name: principal.name ?? "", role: principal.role, token: token)
     }
 }
 
-/// Whether a user may read a chat: asks the chat service as that user.
+/// Whether a user may read a chat: asks the chat service, as that user, for the chat's pinned flag (the
+/// smallest answer of the routes that check access the way reading the chat does).
 struct ChatAccess: Sendable {
     let client: HTTPClient
     let chatURL: String
@@ -39,14 +35,14 @@ struct ChatAccess: Sendable {
         guard let escaped = chatID.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", "_"])) else {
             return false
         }
-        var request = HTTPClientRequest(url: "\(chatURL)/api/v1/chats/\(escaped)")
+        var request = HTTPClientRequest(url: "\(chatURL)/api/v1/chats/\(escaped)/pinned")
         var headers = HTTPFields()
         InternalHeader.write(
             Identity(userID: user.id, role: user.role, method: .jwt, name: user.name), secret: internalSecret,
             into: &headers)
         for field in headers { request.headers.add(name: field.name.rawName, value: field.value) }
         guard let response = try? await client.execute(request, timeout: .seconds(5)) else { return false }
-        _ = try? await response.body.collect(upTo: 64 << 20)
+        _ = try? await response.body.collect(upTo: 1 << 16)
         return response.status.code == 200
     }
 }
@@ -96,22 +92,22 @@ final class Connections: Sendable {
     let verifier: TokenVerifier
     let chats: ChatAccess
     let presence: Presence
+    let bus: RealtimeBus
     let logger: Logger
     private let sessions = NIOLockedValueBox<[String: EngineSession]>([:])
 
     init(
         settings: EngineSettings, replicaID: String, verifier: TokenVerifier, chats: ChatAccess, presence: Presence,
-        logger: Logger
+        bus: RealtimeBus, logger: Logger
     ) {
         self.settings = settings
         self.replicaID = replicaID
         self.verifier = verifier
         self.chats = chats
         self.presence = presence
+        self.bus = bus
         self.logger = logger
     }
-
-    var sessionCount: Int { sessions.withLockedValue { $0.count } }
 
     func open(transport: EngineSession.Transport) -> EngineSession {
         let session = EngineSession(sid: SessionID.make(tag: replicaID), transport: transport, settings: settings)
@@ -255,7 +251,7 @@ final class Connections: Sendable {
                 return .answer(nil)
             }
             await bind(verified, socketID: socketID, session: session)
-            return .answer(OrderedJSON.objectValue(["id": .string(verified.id), "name": .string(verified.name)]))
+            return .answer(.object(["id": .string(verified.id), "name": .string(verified.name)]))
         case "heartbeat":
             guard let user else { return await kick(session) }
             await presence.refresh(socketID, user)
@@ -311,22 +307,16 @@ final class Connections: Sendable {
             guard let chatID, Self.isSavedChatID(chatID), body["data"]?["typing"]?.boolValue != nil,
                 session.socketIO.withLockedValue({ $0.rooms.contains("chat:\(chatID)") })
             else { return .answer(.bool(false)) }
-            let payload = OrderedJSON.object([
+            // Through the bus, so the chat's sockets on every replica see it (all but the sender's).
+            let payload: JSONValue = .object([
                 "chat_id": .string(chatID), "user_id": .string(user.id),
                 "user": .object(["id": .string(user.id), "name": .string(user.name)]), "shared": .bool(true),
                 "data": .object(["type": .string("typing"), "data": body["data"] ?? .null]),
             ])
-            hub.deliver(SocketIOPacket.event("events", dataJSON: payload), room: "chat:\(chatID)", skip: socketID)
+            await bus.emit("events", payload, to: .room("chat:\(chatID)"), skip: socketID)
             return .answer(.bool(true))
         default:
             return .answer(nil)
         }
-    }
-}
-
-extension OrderedJSON {
-    /// An object value for acks (its keys are re-encoded in sorted order by `JSONValue`, which clients ignore).
-    static func objectValue(_ pairs: KeyValuePairs<String, JSONValue>) -> JSONValue {
-        .object(Dictionary(uniqueKeysWithValues: pairs.map { ($0.key, $0.value) }))
     }
 }

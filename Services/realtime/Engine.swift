@@ -80,6 +80,8 @@ final class EngineSession: Sendable {
     }
 
     var isClosed: Bool { state.withLockedValue { $0.closed } }
+    /// True once the session runs over a websocket (from the start or after an upgrade).
+    var isUpgraded: Bool { state.withLockedValue { $0.transport == .websocket } }
 
     /// Queues a packet for the client (websocket: written in order by the connection's writer).
     func send(_ packet: String) {

@@ -80,8 +80,6 @@ final class SocketHub: Sendable {
     }
     private let state = NIOLockedValueBox(State())
 
-    var count: Int { state.withLockedValue { $0.sockets.count } }
-
     func add(_ socketID: String, _ session: EngineSession) {
         state.withLockedValue { $0.sockets[socketID] = session }
     }
@@ -107,10 +105,6 @@ final class SocketHub: Sendable {
     private static func leave(_ state: inout State, _ room: String, _ socketID: String) {
         state.rooms[room]?.remove(socketID)
         if state.rooms[room]?.isEmpty == true { state.rooms[room] = nil }
-    }
-
-    func members(of room: String) -> Set<String> {
-        state.withLockedValue { $0.rooms[room] ?? [] }
     }
 
     /// Sends an Engine.IO packet to the local sockets a target names; returns how many got it.

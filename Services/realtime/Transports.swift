@@ -2,17 +2,12 @@
 // the background work of a replica (pings, its registration for the gateways).
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import NIOCore
 import ServiceLifecycle
 import Shared
-
-/// The replicas' registry in Redis: `skiff:rt:replicas` maps a replica's tag to `<url>|<expiry epoch>`.
-enum ReplicaRegistry {
-    static let key = "skiff:rt:replicas"
-    static let lifetime = 15
-}
 
 /// Query parameters of an Engine.IO request.
 struct EngineQuery {
@@ -20,16 +15,11 @@ struct EngineQuery {
     var transport: String
     var sid: String?
 
-    init(query: String?) {
-        var values: [String: String] = [:]
-        for pair in (query ?? "").split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1)
-            guard let name = parts.first else { continue }
-            values[String(name)] = parts.count > 1 ? String(parts[1]).removingPercentEncoding ?? String(parts[1]) : ""
-        }
-        eio = values["EIO"]
-        transport = values["transport"] ?? "polling"
-        sid = values["sid"].flatMap { $0.isEmpty ? nil : $0 }
+    init(_ uri: URI) {
+        let parameters = uri.queryParameters
+        eio = parameters["EIO"].map(String.init)
+        transport = parameters["transport"].map(String.init) ?? "polling"
+        sid = parameters["sid"].flatMap { $0.isEmpty ? nil : String($0) }
     }
 }
 
@@ -52,7 +42,7 @@ struct PollingTransport: Sendable {
         "The client is using an unsupported version of the Socket.IO or Engine.IO protocols"
 
     @Sendable func handle(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        let query = EngineQuery(query: request.uri.query)
+        let query = EngineQuery(request.uri)
         guard query.transport == "polling", settings.allowPolling else { return Self.error("Invalid transport") }
         guard let sid = query.sid else {
             guard query.eio == "4" else { return Self.error(Self.unsupportedVersion) }
@@ -84,10 +74,6 @@ struct PollingTransport: Sendable {
     }
 }
 
-extension EngineSession {
-    var isUpgraded: Bool { state.withLockedValue { $0.transport == .websocket } }
-}
-
 struct WebSocketTransport: Sendable {
     let connections: Connections
     let settings: EngineSettings
@@ -96,12 +82,11 @@ struct WebSocketTransport: Sendable {
     /// Upgrades `/ws/socket.io/?EIO=4&transport=websocket[&sid=...]` that came through a gateway; anything
     /// else goes on to the HTTP routes (which answer the Engine.IO errors).
     func shouldUpgrade(_ head: HTTPRequest) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
-        let target = head.path ?? ""
-        let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
-        guard path == "/ws/socket.io" || path == "/ws/socket.io/",
+        let uri = URI(head.path ?? "")
+        guard uri.path == "/ws/socket.io" || uri.path == "/ws/socket.io/",
             let given = head.headerFields[InternalHeader.secret], constantTimeEqual(given, internalSecret)
         else { return .dontUpgrade }
-        let query = EngineQuery(query: target.split(separator: "?", maxSplits: 1).dropFirst().first.map(String.init))
+        let query = EngineQuery(uri)
         guard query.transport == "websocket" else { return .dontUpgrade }
         let connections = self.connections
         let settings = self.settings
@@ -116,7 +101,9 @@ struct WebSocketTransport: Sendable {
             let session = connections.open(transport: .websocket)
             let stream = session.attachWebSocket()
             session.send(settings.openPacket(sid: session.sid, upgrades: []))
-            try await Self.run(session, stream, inbound, outbound, connections: connections, settings: settings)
+            try await Self.run(
+                session, stream, inbound.messages(maxSize: settings.maxPayload).makeAsyncIterator(), outbound,
+                connections: connections)
         }
     }
 
@@ -131,23 +118,14 @@ struct WebSocketTransport: Sendable {
         session.releasePoll()
         guard case .text("5")? = try await messages.next() else { return }
         let stream = session.attachWebSocket()
-        try await run(session, stream, messages, outbound, connections: connections, settings: settings)
-    }
-
-    static func run(
-        _ session: EngineSession, _ stream: AsyncStream<String>, _ inbound: WebSocketInboundStream,
-        _ outbound: WebSocketOutboundWriter, connections: Connections, settings: EngineSettings
-    ) async throws {
-        try await run(
-            session, stream, inbound.messages(maxSize: settings.maxPayload).makeAsyncIterator(), outbound,
-            connections: connections, settings: settings)
+        try await run(session, stream, messages, outbound, connections: connections)
     }
 
     /// Writes the session's packets and reads the client's until either side ends.
     static func run(
         _ session: EngineSession, _ stream: AsyncStream<String>,
         _ messages: WebSocketInboundMessageStream.AsyncIterator, _ outbound: WebSocketOutboundWriter,
-        connections: Connections, settings: EngineSettings
+        connections: Connections
     ) async throws {
         // The writer sends what the session queues; when the session ends (ping timeout, server close) it
         // closes the websocket, which ends the reading loop below.
@@ -188,15 +166,14 @@ struct ReplicaRegistration: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                let expiry = Int(Date().timeIntervalSince1970) + ReplicaRegistry.lifetime
                 do {
-                    _ = try await redis.send(["HSET", ReplicaRegistry.key, replicaID, "\(url)|\(expiry)"])
+                    _ = try await redis.send(["HSET", RealtimeReplicas.key, replicaID, RealtimeReplicas.entry(url: url)])
                 } catch {
                     logger.warning("replica registration failed", metadata: ["error": "\(error)"])
                 }
                 try? await Task.sleep(for: .seconds(5))
             }
         }
-        _ = try? await redis.send(["HDEL", ReplicaRegistry.key, replicaID])
+        _ = try? await redis.send(["HDEL", RealtimeReplicas.key, replicaID])
     }
 }

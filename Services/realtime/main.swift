@@ -30,7 +30,8 @@ let connections = Connections(
     chats: ChatAccess(
         client: httpClient, chatURL: env.string("SKIFF_CHAT_URL", default: "http://127.0.0.1:8082"),
         internalSecret: internalSecret),
-    presence: Presence(redis: runtime.redis, replicaID: replicaID), logger: runtime.logger)
+    presence: Presence(redis: runtime.redis, replicaID: replicaID),
+    bus: RealtimeBus(redis: runtime.redis, logger: runtime.logger), logger: runtime.logger)
 
 let router = runtime.makeRouter()
 let polling = PollingTransport(connections: connections, settings: settings)

@@ -14,8 +14,17 @@ public enum Credentials {
         return Cookies.value(named: "token", in: headers)
     }
 
-    /// The SHA-256 (hex) of an API key: the only form in which keys are stored and looked up.
+    /// The SHA-256 (lower-case hex) of an API key: the only form in which keys are stored and looked up.
+    /// Runs on every API-key request (the gateway's cache is keyed by it), so no per-byte `String(format:)`.
     public static func apiKeyDigest(_ key: String) -> String {
-        SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        for byte in SHA256.hash(data: Data(key.utf8)) {
+            out.append(hexDigits[Int(byte >> 4)])
+            out.append(hexDigits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 }

@@ -108,6 +108,8 @@ public enum TokenLifetime {
             total += number * unit
         }
         guard matched else { return nil }
-        return total == 0 ? .some(nil) : .some(Int(total))
+        // Held to ±3,000 years, so an absurd setting ("99999999999999999w") cannot overflow the expiry.
+        let bound = 1e11
+        return total == 0 ? .some(nil) : .some(Int(max(-bound, min(total, bound))))
     }
 }

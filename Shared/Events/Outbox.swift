@@ -28,6 +28,18 @@ public struct Outbox: Sendable {
             "INSERT INTO \(unescaped: schema).outbox (stream, payload) VALUES (\(stream), \(payload)::jsonb)",
             logger: logger)
     }
+
+    /// Several events in one statement, in order (a bulk delete would otherwise cost a round trip per event).
+    public func enqueue(_ events: [Event], on connection: PostgresConnection, logger: Logger) async throws {
+        guard !events.isEmpty else { return }
+        let payloads = try events.map(Self.payload)
+        try await connection.query(
+            """
+            INSERT INTO \(unescaped: schema).outbox (stream, payload)
+            SELECT \(stream), e.payload::jsonb FROM unnest(\(payloads)::text[]) WITH ORDINALITY AS e(payload, n)
+            ORDER BY e.n
+            """, logger: logger)
+    }
 }
 
 /// Moves outbox rows to their Redis stream and deletes them once Redis has them (at least once).

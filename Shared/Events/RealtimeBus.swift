@@ -32,15 +32,37 @@ public struct RealtimeBus: Sendable {
     }
 
     /// Publishes one emit; returns whether Redis took it (delivery to sockets is best effort, as in the original).
+    /// `skip` names a Socket.IO sid that does not get it (the sender of a typing event, say).
     @discardableResult
-    public func emit(_ event: String, _ data: JSONValue, to target: Target) async -> Bool {
-        let message: JSONValue = .object(["to": target.json, "event": .string(event), "data": data])
+    public func emit(_ event: String, _ data: JSONValue, to target: Target, skip: String? = nil) async -> Bool {
+        var message: [String: JSONValue] = ["to": target.json, "event": .string(event), "data": data]
+        if let skip { message["skip"] = .string(skip) }
+        let text = JSONValue.object(message).jsonText
         do {
-            _ = try await redis.send(["PUBLISH", Self.channel, message.jsonText])
+            _ = try await redis.send(["PUBLISH", Self.channel, text])
             return true
         } catch {
             logger.warning("realtime publish failed", metadata: ["event": "\(event)", "error": "\(error)"])
             return false
         }
+    }
+}
+
+/// The realtime replicas gateways can reach: a Redis hash from replica tag (the first four characters of the
+/// Engine.IO session ids it hands out) to `<url>|<expiry epoch seconds>`, refreshed by each live replica.
+public enum RealtimeReplicas {
+    public static let key = "skiff:rt:replicas"
+    /// Seconds an entry stays valid without a refresh.
+    public static let lifetime = 15
+
+    public static func entry(url: String, now: Int = Int(Date().timeIntervalSince1970)) -> String {
+        "\(url)|\(now + lifetime)"
+    }
+
+    /// The URL of an entry that has not expired, nil otherwise.
+    public static func url(fromEntry entry: String, now: Int = Int(Date().timeIntervalSince1970)) -> String? {
+        guard let bar = entry.lastIndex(of: "|"), let expiry = Int(entry[entry.index(after: bar)...]), expiry >= now
+        else { return nil }
+        return String(entry[..<bar])
     }
 }

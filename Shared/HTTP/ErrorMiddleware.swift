@@ -35,6 +35,9 @@ public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return render(error.closureError!, request: request, logger: logger, knownRoutes: knownRoutes)
         case let error as APIError:
             apiError = error
+        case let error as PSQLError where ["22021", "22P05"].contains(error.serverInfo?[.sqlState] ?? ""):
+            // Postgres refuses NUL characters in text and JSON: the client sent them, so it is the client's error.
+            apiError = APIError(.badRequest, "Text must not contain NUL (\\u0000) characters.")
         case let error as HTTPError:
             switch error.status {
             case .notFound where knownRoutes.hasOtherMethod(path: request.uri.path, than: request.method):

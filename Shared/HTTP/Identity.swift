@@ -74,6 +74,9 @@ public enum InternalHeader {
         if !identity.groupIDs.isEmpty { headers[groups] = identity.groupIDs.joined(separator: ",") }
     }
 
+    /// Built once: every email takes the encoding path (`@` and `.` are escaped).
+    private static let hexDigits = Array("0123456789ABCDEF".utf8)
+
     /// Percent-encodes every byte but ASCII letters and digits (names and emails cross on every request,
     /// so this works on UTF-8 bytes rather than through Foundation).
     static func encode(_ text: String) -> String {
@@ -81,7 +84,7 @@ public enum InternalHeader {
             (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
         }
         if text.utf8.allSatisfy(plain) { return text }
-        let hex = Array("0123456789ABCDEF".utf8)
+        let hex = hexDigits
         var out: [UInt8] = []
         out.reserveCapacity(text.utf8.count * 3)
         for byte in text.utf8 {

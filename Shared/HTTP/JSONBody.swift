@@ -31,11 +31,8 @@ public enum JSONBody {
     }
 
     public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
-        let input: JSONValue
-        do {
-            guard !hasTrailingComma(data) else { throw CocoaError(.propertyListReadCorrupt) }
-            input = try JSONDecoder().decode(JSONValue.self, from: data)
-        } catch {
+        // A trailing comma, which Foundation would accept, is malformed JSON like any other.
+        guard !hasTrailingComma(data), let input = try? JSONDecoder().decode(JSONValue.self, from: data) else {
             throw APIError.validation([
                 ValidationIssue(
                     type: "json_invalid", loc: [.string("body"), .int(data.count)], msg: "JSON decode error",

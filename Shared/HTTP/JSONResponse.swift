@@ -33,7 +33,6 @@ public struct Encoded<T: Encodable & Sendable>: ResponseGenerator, Sendable {
 }
 
 extension JSONResponse {
-    /// A response whose JSON text was already built (Postgres builds list and chat bodies itself).
     /// JSON already encoded as bytes (as Postgres sent it), answered without a copy.
     public static func text(_ json: ByteBuffer, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
         var fields = headers
@@ -41,9 +40,8 @@ extension JSONResponse {
         return Response(status: status, headers: fields, body: .init(byteBuffer: json))
     }
 
+    /// A response whose JSON text was already built (Postgres builds list and chat bodies itself).
     public static func text(_ json: String, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
-        var fields = headers
-        fields[.contentType] = "application/json"
-        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(string: json)))
+        text(ByteBuffer(string: json), status: status, headers: headers)
     }
 }

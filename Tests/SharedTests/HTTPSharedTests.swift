@@ -47,6 +47,7 @@ import Testing
         #expect(TokenLifetime.seconds("-1") == .some(nil))
         #expect(TokenLifetime.seconds("0") == .some(nil))
         #expect(TokenLifetime.seconds("soon") == nil)
+        #expect(TokenLifetime.seconds("99999999999999999w") == .some(.some(100_000_000_000)))
     }
 
     @Test func endpointRestrictionsMatchPathOrBelow() {

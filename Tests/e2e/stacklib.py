@@ -14,6 +14,7 @@ Environment (exported by ./scripts/test, defaults match ./scripts/run):
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import fcntl
 import hashlib
@@ -242,21 +243,29 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def allocate_redis_db(base: str) -> tuple[int, str]:
-    """Reserve a Redis db index 1..15 on `base` (shared between concurrent pytest processes), flush it."""
+@contextlib.contextmanager
+def _redis_db_state():
+    """The shared record of which Redis db indexes live test processes hold, read and written back under a lock."""
     with open(_REDIS_LOCK, "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             state = json.loads(_REDIS_STATE.read_text()) if _REDIS_STATE.exists() else {}
         except (OSError, ValueError):
             state = {}
-        state = {k: v for k, v in state.items() if _pid_alive(int(v.get("pid", 0)))}
+        yield state
+        _REDIS_STATE.write_text(json.dumps(state))
+
+
+def allocate_redis_db(base: str) -> tuple[int, str]:
+    """Reserve a Redis db index 1..15 on `base` (shared between concurrent pytest processes), flush it."""
+    with _redis_db_state() as state:
+        for key in [k for k, v in state.items() if not _pid_alive(int(v.get("pid", 0)))]:
+            del state[key]
         for index in range(1, 16):
             key = f"{base}/{index}"
             if key not in state:
                 token = uuid.uuid4().hex
                 state[key] = {"pid": os.getpid(), "token": token}
-                _REDIS_STATE.write_text(json.dumps(state))
                 break
         else:
             raise RuntimeError(f"all Redis db indexes 1..15 on {base} are in use by live test processes")
@@ -270,16 +279,10 @@ def allocate_redis_db(base: str) -> tuple[int, str]:
 
 def release_redis_db(base: str, index: int, token: str) -> None:
     redis_cli(f"{base}/{index}", "FLUSHDB")
-    with open(_REDIS_LOCK, "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            state = json.loads(_REDIS_STATE.read_text()) if _REDIS_STATE.exists() else {}
-        except (OSError, ValueError):
-            state = {}
+    with _redis_db_state() as state:
         key = f"{base}/{index}"
         if state.get(key, {}).get("token") == token:
             del state[key]
-        _REDIS_STATE.write_text(json.dumps(state))
 
 
 def _die_with_parent() -> None:
@@ -298,6 +301,32 @@ def _minimal_env() -> dict[str, str]:
 
 # --------------------------------------------------------------------------------------------------
 # The stack
+
+
+def sample_chat(title: str | None = "First chat") -> dict:
+    """The chat of the recorded sample "Create chat POST /api/v1/chats/new" (a user and an assistant message)."""
+    chat = {
+        "title": title,
+        "models": ["fake-gpt"],
+        "messages": [
+            {"id": "m1", "role": "user", "content": "Hello?", "timestamp": 1700000000},
+            {"id": "m2", "parentId": "m1", "role": "assistant", "content": "Hi!", "model": "fake-gpt"},
+        ],
+        "history": {
+            "currentId": "m2",
+            "messages": {
+                "m1": {"id": "m1", "parentId": None, "childrenIds": ["m2"], "role": "user", "content": "Hello?",
+                       "timestamp": 1700000000},
+                "m2": {"id": "m2", "parentId": "m1", "childrenIds": [], "role": "assistant", "content": "Hi!",
+                       "model": "fake-gpt", "done": True},
+            },
+        },
+        "tags": [],
+        "params": {},
+    }
+    if title is None:
+        del chat["title"]
+    return chat
 
 
 class StackStartError(RuntimeError):

@@ -371,3 +371,18 @@ def test_wrong_method_is_405(stack):
 def test_signup_with_invalid_email_format(stack, open_signup):
     for email in ["not-an-email", "a@", "@example.com", "a@b"]:
         expect_error(stack.signup("N", email, unique_password()), 400, INVALID_EMAIL_FORMAT)
+
+
+NUL_DETAIL = "Text must not contain NUL (\\u0000) characters."
+
+
+def test_nul_characters_are_a_client_error(stack, make_user):
+    """Postgres cannot store NUL: text holding one is refused as the client's error (400), never a 503, and
+    nothing half-written stays behind."""
+    user = make_user()
+    token = user["token"]
+    expect_error(stack.get("/api/v1/chats/%00", token), 401)  # an id nobody has, as any unknown id
+    expect_error(stack.post("/api/v1/folders/", token, json={"name": "a\u0000b"}), 400, NUL_DETAIL)
+    expect_error(stack.post("/api/v1/chats/new", token, json={"chat": {"title": "t\u0000"}}), 400, NUL_DETAIL)
+    assert expect_ok(stack.get("/api/v1/chats/?page=1", token)) == []
+    assert expect_ok(stack.get("/api/v1/folders/", token)) == []

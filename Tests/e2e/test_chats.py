@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from stacklib import (
+    sample_chat,
     ACCESS_PROHIBITED,
     NOT_AUTHENTICATED,
     NOT_FOUND,
@@ -55,32 +56,6 @@ SHARED_KEYS = ["id", "chat_id", "title", "share_id", "updated_at", "created_at"]
 
 # --------------------------------------------------------------------------------------------------
 # Helpers
-
-
-def sample_chat(title: str | None = "First chat") -> dict:
-    """The chat of the recorded sample "Create chat POST /api/v1/chats/new" (a user and an assistant message)."""
-    chat = {
-        "title": title,
-        "models": ["fake-gpt"],
-        "messages": [
-            {"id": "m1", "role": "user", "content": "Hello?", "timestamp": 1700000000},
-            {"id": "m2", "parentId": "m1", "role": "assistant", "content": "Hi!", "model": "fake-gpt"},
-        ],
-        "history": {
-            "currentId": "m2",
-            "messages": {
-                "m1": {"id": "m1", "parentId": None, "childrenIds": ["m2"], "role": "user", "content": "Hello?",
-                       "timestamp": 1700000000},
-                "m2": {"id": "m2", "parentId": "m1", "childrenIds": [], "role": "assistant", "content": "Hi!",
-                       "model": "fake-gpt", "done": True},
-            },
-        },
-        "tags": [],
-        "params": {},
-    }
-    if title is None:
-        del chat["title"]
-    return chat
 
 
 def empty_chat(title: str) -> dict:

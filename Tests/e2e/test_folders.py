@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 import uuid
 
-from stacklib import ACCESS_PROHIBITED, NOT_AUTHENTICATED, NOT_FOUND, describe, expect_422, expect_error, expect_ok
+from stacklib import (
+    ACCESS_PROHIBITED, NOT_AUTHENTICATED, NOT_FOUND, describe, expect_422, expect_error, expect_ok, sample_chat,
+)
 
 API = "/api/v1/folders"
 CHATS = "/api/v1/chats"
@@ -63,22 +65,6 @@ def get_folder(stack, user, fid: str) -> dict:
     f = expect_ok(stack.get(f"{API}/{fid}", user["token"]))
     assert list(f.keys()) == FOLDER_KEYS + ["access_grants", "write_access"], list(f.keys())
     return f
-
-
-def sample_chat(title: str) -> dict:
-    return {
-        "title": title,
-        "models": ["fake-gpt"],
-        "history": {
-            "currentId": "m2",
-            "messages": {
-                "m1": {"id": "m1", "parentId": None, "childrenIds": ["m2"], "role": "user", "content": "Hello?",
-                       "timestamp": 1700000000},
-                "m2": {"id": "m2", "parentId": "m1", "childrenIds": [], "role": "assistant", "content": "Hi!",
-                       "model": "fake-gpt", "done": True},
-            },
-        },
-    }
 
 
 def create_chat(stack, user, title: str, folder_id: str | None = None) -> dict:

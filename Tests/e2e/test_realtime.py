@@ -48,6 +48,7 @@ from stacklib import (
     expect_ok,
     jwt_decode_unverified,
     jwt_sign,
+    sample_chat,
 )
 
 EIO_PATH = "/ws/socket.io/"
@@ -234,30 +235,8 @@ def settle(stack: Stack, *clients: Client) -> None:
     time.sleep(0.3)
 
 
-def sample_chat(title: str = "Realtime chat") -> dict:
-    return {
-        "title": title,
-        "models": ["fake-gpt"],
-        "messages": [
-            {"id": "m1", "role": "user", "content": "Hello?", "timestamp": 1700000000},
-            {"id": "m2", "parentId": "m1", "role": "assistant", "content": "Hi!", "model": "fake-gpt"},
-        ],
-        "history": {
-            "currentId": "m2",
-            "messages": {
-                "m1": {"id": "m1", "parentId": None, "childrenIds": ["m2"], "role": "user", "content": "Hello?",
-                       "timestamp": 1700000000},
-                "m2": {"id": "m2", "parentId": "m1", "childrenIds": [], "role": "assistant", "content": "Hi!",
-                       "model": "fake-gpt", "done": True},
-            },
-        },
-        "tags": [],
-        "params": {},
-    }
-
-
 def new_chat(stack: Stack, user: dict) -> str:
-    body = expect_ok(stack.post("/api/v1/chats/new", user["token"], json={"chat": sample_chat()}))
+    body = expect_ok(stack.post("/api/v1/chats/new", user["token"], json={"chat": sample_chat("Realtime chat")}))
     return body["id"]
 
 

@@ -31,7 +31,7 @@ struct AppConfigController {
         guard let identity = context.identity, identity.isVerified else {
             var reply = base
             reply["features"] = .object(features)
-            if context.identity == nil, try await accounts.users.count() == 0 { reply["onboarding"] = .bool(true) }
+            if context.identity == nil, try await !accounts.users.hasUsers() { reply["onboarding"] = .bool(true) }
             return try JSONResponse.make(JSONValue.object(reply))
         }
         let full = template.merging(.object(base)).merging(
@@ -50,7 +50,7 @@ struct AppConfigController {
                         "enable_user_status": .bool(config.bool("ENABLE_USER_STATUS")),
                         "enable_memories": .bool(config.bool("ENABLE_MEMORIES")),
                     ]) { _, new in new }),
-                "permissions": Permissions.fill(config.userPermissions),
+                "permissions": config.permissions,
                 "ui": .object([
                     "default_interface_settings": config.values["DEFAULT_INTERFACE_SETTINGS"] ?? .object([:]),
                     "pending_user_overlay_title": config.values["PENDING_USER_OVERLAY_TITLE"] ?? .string(""),

@@ -122,18 +122,14 @@ struct AuthsController {
         if let url = form.profileImageURL, !Self.validImageURL(url) { throw Self.invalidRequest }
         let email = form.email.lowercased()
         let config = try await accounts.config.fresh()
-        let existing = try await accounts.users.count()
-        if existing > 0 && (!config.bool("ENABLE_SIGNUP") || !config.bool("ENABLE_LOGIN_FORM")) {
-            throw APIError.forbidden
-        }
+        if !config.signupAllowed, try await accounts.users.hasUsers() { throw APIError.forbidden }
         guard Accounts.isValidEmail(email) else { throw APIError(.badRequest, Self.invalidEmail) }
         try Accounts.checkPassword(form.password)
         try await refuseTakenEmail(email)
         let hash = try await accounts.hashPassword(form.password)
-        let user = try await createUser(
+        let (user, stamp) = try await createUser(
             name: form.name, email: email, hash: hash, role: config.string("DEFAULT_USER_ROLE"),
             profileImageURL: form.profileImageURL ?? "/user.png", openSignup: true, actor: nil)
-        let stamp = try await accounts.users.credentials(userID: user.id)?.stamp ?? ""
         let (body, cookie) = try await accounts.session(for: user, stamp: stamp)
         return try JSONResponse.make(body, headers: [.setCookie: cookie])
     }
@@ -144,29 +140,27 @@ struct AuthsController {
     }
 
     /// Creates a user in one transaction; on an empty system the first user becomes admin and sign-up closes.
+    /// Returns the user and their session stamp.
     func createUser(
         name: String, email: String, hash: String, role: String, profileImageURL: String, openSignup: Bool, actor: String?
-    ) async throws -> UserRecord {
+    ) async throws -> (UserRecord, String) {
         let now = Int(Date().timeIntervalSince1970)
         var user = UserRecord(
             id: UUID().uuidString.lowercased(), email: email, role: role, name: name,
             profileImageURL: profileImageURL, lastActiveAt: now, updatedAt: now, createdAt: now)
         let accounts = self.accounts
         let defaultGroup = try await accounts.config.fresh().string("DEFAULT_GROUP_ID")
-        return try await accounts.postgres.withTransaction(logger: accounts.logger) { connection in
+        return try await accounts.postgres.withTransaction(logger: accounts.logger) { connection -> (UserRecord, String) in
             // One sign-up at a time decides who is first.
             try await connection.query("SELECT pg_advisory_xact_lock(7201)", logger: accounts.logger)
-            let count = try await accounts.users.count(on: connection)
-            if openSignup && count > 0 {
-                let config = try await accounts.config.fresh()
-                if !config.bool("ENABLE_SIGNUP") || !config.bool("ENABLE_LOGIN_FORM") { throw APIError.forbidden }
-            }
+            let isFirst = try await !accounts.users.hasUsers(on: connection)
+            if openSignup, !isFirst, try await !accounts.config.fresh().signupAllowed { throw APIError.forbidden }
             if try await accounts.users.emailExists(email, on: connection) {
                 throw APIError(.badRequest, Self.emailTaken)
             }
-            if openSignup && count == 0 { user.role = "admin" }
-            try await accounts.users.insert(user, passwordHash: hash, on: connection)
-            if openSignup && count == 0 {
+            if openSignup && isFirst { user.role = "admin" }
+            let stamp = try await accounts.users.insert(user, passwordHash: hash, on: connection)
+            if openSignup && isFirst {
                 try await accounts.config.save(["ENABLE_SIGNUP": .bool(false)], on: connection)
                 try await accounts.publish("config.updated", actor: user.id, data: [:], on: connection)
             }
@@ -176,14 +170,14 @@ struct AuthsController {
             try await accounts.publish(
                 "user.created", actor: actor ?? user.id,
                 data: ["user_id": .string(user.id), "role": .string(user.role)], on: connection)
-            return user
+            return (user, stamp)
         }
     }
 
     @Sendable func signin(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let form = try await Self.body(SigninForm.self, request)
         guard let (user, hash, stamp) = try await accounts.users.credentials(email: form.email) else {
-            _ = await accounts.verifyPassword(form.password, hash: Accounts.placeholderHash)
+            _ = await accounts.verifyPassword(form.password, hash: accounts.settings.placeholderHash)
             throw APIError(.badRequest, Self.invalidCredentials)
         }
         guard await accounts.verifyPassword(form.password, hash: hash) else {
@@ -218,20 +212,9 @@ struct AuthsController {
 
     /// `SessionUserInfoResponse` without `permissions`, which is spliced in as cached JSON text.
     struct SessionUserInfo: Encodable {
-        var statusEmoji: String?
-        var statusMessage: String?
-        var statusExpiresAt: Int?
-        var id: String
-        var name: String
-        var role: String
-        var email: String
-        var profileImageURL: String
+        var user: UserStore.SessionFields
         var token: String
-        var tokenType = "Bearer"
         var expiresAt: Int?
-        var bio: String?
-        var gender: String?
-        var dateOfBirth: String?
 
         enum CodingKeys: String, CodingKey {
             case id, name, role, email, token, bio, gender
@@ -246,20 +229,20 @@ struct AuthsController {
 
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(statusEmoji, forKey: .statusEmoji)
-            try c.encode(statusMessage, forKey: .statusMessage)
-            try c.encode(statusExpiresAt, forKey: .statusExpiresAt)
-            try c.encode(id, forKey: .id)
-            try c.encode(name, forKey: .name)
-            try c.encode(role, forKey: .role)
-            try c.encode(email, forKey: .email)
-            try c.encode(profileImageURL, forKey: .profileImageURL)
+            try c.encode(user.statusEmoji, forKey: .statusEmoji)
+            try c.encode(user.statusMessage, forKey: .statusMessage)
+            try c.encode(user.statusExpiresAt, forKey: .statusExpiresAt)
+            try c.encode(user.id, forKey: .id)
+            try c.encode(user.name, forKey: .name)
+            try c.encode(user.role, forKey: .role)
+            try c.encode(user.email, forKey: .email)
+            try c.encode(user.profileImageURL, forKey: .profileImageURL)
             try c.encode(token, forKey: .token)
-            try c.encode(tokenType, forKey: .tokenType)
+            try c.encode("Bearer", forKey: .tokenType)
             try c.encode(expiresAt, forKey: .expiresAt)
-            try c.encode(bio, forKey: .bio)
-            try c.encode(gender, forKey: .gender)
-            try c.encode(dateOfBirth, forKey: .dateOfBirth)
+            try c.encode(user.bio, forKey: .bio)
+            try c.encode(user.gender, forKey: .gender)
+            try c.encode(user.dateOfBirth, forKey: .dateOfBirth)
         }
     }
 
@@ -279,11 +262,7 @@ struct AuthsController {
         }
         let config = try await accounts.config.current()
         let exp = identity.tokenExpiry
-        let info = SessionUserInfo(
-            statusEmoji: user.statusEmoji, statusMessage: user.statusMessage, statusExpiresAt: user.statusExpiresAt,
-            id: user.id, name: user.name, role: user.role, email: user.email, profileImageURL: user.profileImageURL,
-            token: token, expiresAt: exp, bio: user.bio, gender: user.gender, dateOfBirth: user.dateOfBirth)
-        var body = try JSONEncoder.skiff.encode(info)
+        var body = try JSONEncoder.skiff.encode(SessionUserInfo(user: user, token: token, expiresAt: exp))
         body.removeLast()  // the closing brace: permissions follow
         body.append(contentsOf: Array(#","permissions":"#.utf8))
         body.append(contentsOf: Array(config.permissionsJSON(groupGrants: grants).utf8))
@@ -361,10 +340,9 @@ struct AuthsController {
         try Accounts.checkPassword(form.password)
         try await refuseTakenEmail(email)
         let hash = try await accounts.hashPassword(form.password)
-        let user = try await createUser(
+        let (user, stamp) = try await createUser(
             name: form.name, email: email, hash: hash, role: form.role ?? "pending",
             profileImageURL: form.profileImageURL ?? "/user.png", openSignup: false, actor: admin.userID)
-        let stamp = try await accounts.users.credentials(userID: user.id)?.stamp ?? ""
         let lifetime = try await accounts.config.current().tokenLifetime
         let token = try accounts.tokens.sign(SessionClaims(userID: user.id, sessionStamp: stamp, lifetime: lifetime))
         return try JSONResponse.make([
@@ -381,14 +359,13 @@ struct AuthsController {
         }
         if let email = config.values["ADMIN_EMAIL"]?.stringValue, !email.isEmpty {
             let name = try await accounts.users.credentials(email: email)?.0.name
-            return try JSONResponse.make(JSONValue.object(["name": name.map(JSONValue.string) ?? .null, "email": .string(email)]))
+            return try JSONResponse.make(JSONValue.object(["name": JSONValue(name), "email": .string(email)]))
         }
         let first = try await accounts.users.primaryAdminID()
         let user = if let first { try await accounts.users.find(id: first) } else { UserRecord?.none }
         return try JSONResponse.make(
             JSONValue.object([
-                "name": user.map { JSONValue.string($0.name) } ?? .null,
-                "email": user.map { JSONValue.string($0.email) } ?? .null,
+                "name": JSONValue(user?.name), "email": JSONValue(user?.email),
             ]))
     }
 

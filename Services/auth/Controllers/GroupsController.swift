@@ -97,9 +97,12 @@ struct GroupsController {
                 data["config"] = .object(config)
                 group.data = .object(data)
             }
-            if body?["parent_group_id"] != nil || form.parentGroupID != nil {
+            // A key given as null moves the group to the top; an absent key leaves its parent as it is.
+            if body?["parent_group_id"] != nil {
                 if let parent = form.parentGroupID {
-                    if parent == id { throw APIError(.badRequest, "A group cannot be its own parent or a descendant of itself.") }
+                    if try await accounts.groups.isSelfOrAncestor(id, of: parent, on: connection) {
+                        throw APIError(.badRequest, "A group cannot be its own parent or a descendant of itself.")
+                    }
                     guard try await accounts.groups.find(id: parent, on: connection) != nil else {
                         throw APIError(.notFound, "Parent group not found.")
                     }

@@ -46,20 +46,12 @@ struct UsersController {
             query = parameters["query"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
             orderBy = parameters["order_by"].map(String.init)
             ascending = parameters["direction"].map(String.init) == "asc"
-            if let text = parameters["page"] {
-                guard let number = Int(text) else {
-                    throw APIError.validation([
-                        ValidationIssue(
-                            type: "int_parsing", loc: [.string("query"), .string("page")],
-                            msg: "Input should be a valid integer, unable to parse string as an integer",
-                            input: .string(String(text)))
-                    ])
-                }
-                page = max(1, number)
-            } else {
-                page = 1
-            }
+            page = try max(1, JSONBody.queryInt(parameters["page"].map(String.init), name: "page") ?? 1)
         }
+
+        /// Users before the page. A page so far out that its offset would overflow (and trap) reads from the
+        /// last representable page instead: past the end, so empty.
+        var offset: Int { (min(page, Int.max / UsersController.pageSize) - 1) * UsersController.pageSize }
     }
 
     @Sendable func list(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -67,7 +59,7 @@ struct UsersController {
         let query = try ListQuery(request)
         let (users, total) = try await accounts.users.list(
             query: query.query, orderBy: query.orderBy, ascending: query.ascending, limit: Self.pageSize,
-            offset: (query.page - 1) * Self.pageSize)
+            offset: query.offset)
         let groupIDs = try await accounts.groups.groupIDs(ofUsers: users.map(\.id))
         let items = users.map { $0.json(adding: ["group_ids": .array((groupIDs[$0.id] ?? []).map(JSONValue.string))]) }
         return try JSONResponse.make(JSONValue.object(["users": .array(items), "total": .int(total)]))
@@ -84,7 +76,7 @@ struct UsersController {
         let query = try ListQuery(request)
         let (users, total) = try await accounts.users.list(
             query: query.query, orderBy: query.orderBy, ascending: query.ascending, limit: Self.pageSize,
-            offset: (query.page - 1) * Self.pageSize)
+            offset: query.offset)
         return try JSONResponse.make(JSONValue.object(["users": .array(users.map { $0.info() }), "total": .int(total)]))
     }
 
@@ -111,7 +103,7 @@ struct UsersController {
 
     @Sendable func defaultPermissions(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         _ = try context.requireAdmin()
-        return try JSONResponse.make(Permissions.fill(try await accounts.config.fresh().userPermissions))
+        return try JSONResponse.make(try await accounts.config.fresh().permissions)
     }
 
     @Sendable func builtInPermissions(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -194,8 +186,7 @@ struct UsersController {
         _ = try context.requireAdmin()
         let id = try context.parameters.require("user_id")
         guard let user = try await accounts.users.find(id: id) else { throw Self.userNotFound }
-        let groups = try await accounts.groups.groups(ofUser: id)
-        let summary = JSONValue.array(groups.map { .object(["id": .string($0.id), "name": .string($0.name)]) })
+        let summary = try await groupSummary(ofUser: id)
         return try JSONResponse.make(user.json(adding: ["groups": summary, "is_active": .bool(user.isActive)]))
     }
 
@@ -203,9 +194,13 @@ struct UsersController {
         _ = try context.requireVerified()
         let id = try context.parameters.require("user_id")
         guard let user = try await accounts.users.find(id: id) else { throw Self.userNotFound }
+        return try JSONResponse.make(user.info(groups: try await groupSummary(ofUser: id), active: user.isActive))
+    }
+
+    /// `[{id, name}]` of the user's groups, as the two user-detail routes show them.
+    private func groupSummary(ofUser id: String) async throws -> JSONValue {
         let groups = try await accounts.groups.groups(ofUser: id)
-        let summary = JSONValue.array(groups.map { .object(["id": .string($0.id), "name": .string($0.name)]) })
-        return try JSONResponse.make(user.info(groups: summary, active: user.isActive))
+        return .array(groups.map { .object(["id": .string($0.id), "name": .string($0.name)]) })
     }
 
     @Sendable func active(_ request: Request, context: ServiceRequestContext) async throws -> Response {

@@ -60,7 +60,7 @@ struct AdminConfig: Sendable, Equatable {
             "ENABLE_MFA": .bool(false), "MFA_ALLOW_OAUTH_BYPASS": .bool(false),
             "MFA_ALLOW_TRUSTED_HEADER_BYPASS": .bool(false),
             "SHOW_ADMIN_DETAILS": bool("SHOW_ADMIN_DETAILS", true),
-            "ADMIN_EMAIL": env.string("ADMIN_EMAIL").map(JSONValue.string) ?? .null,
+            "ADMIN_EMAIL": JSONValue(env.string("ADMIN_EMAIL")),
             "WEBUI_URL": text("WEBUI_URL", ""),
             "ENABLE_LOGIN_FORM": bool("ENABLE_LOGIN_FORM", true),
             "ENABLE_SIGNUP": bool("ENABLE_SIGNUP", true),
@@ -100,7 +100,8 @@ struct AdminConfig: Sendable, Equatable {
         .object(Dictionary(uniqueKeysWithValues: Self.keys.map { ($0, values[$0] ?? .null) }))
     }
 
-    var userPermissions: JSONValue? { values[Self.userPermissionsKey] }
+    /// Open sign-up needs both the sign-up switch and the login form.
+    var signupAllowed: Bool { bool("ENABLE_SIGNUP") && bool("ENABLE_LOGIN_FORM") }
 
     /// Token lifetime in seconds; nil means tokens never expire.
     var tokenLifetime: Int? {

@@ -79,12 +79,11 @@ struct UserRecord: Codable, Sendable {
     /// The real server's `UserInfoResponse`.
     func info(groups: JSONValue = .array([]), active: Bool = false) -> JSONValue {
         .object([
-            "status_emoji": statusEmoji.map(JSONValue.string) ?? .null,
-            "status_message": statusMessage.map(JSONValue.string) ?? .null,
-            "status_expires_at": statusExpiresAt.map(JSONValue.int) ?? .null,
+            "status_emoji": JSONValue(statusEmoji), "status_message": JSONValue(statusMessage),
+            "status_expires_at": JSONValue(statusExpiresAt),
             "id": .string(id), "name": .string(name), "email": .string(email), "role": .string(role),
-            "bio": bio.map(JSONValue.string) ?? .null, "last_active_at": .int(lastActiveAt),
-            "timezone": timezone.map(JSONValue.string) ?? .null, "groups": groups, "is_active": .bool(active),
+            "bio": JSONValue(bio), "last_active_at": .int(lastActiveAt),
+            "timezone": JSONValue(timezone), "groups": groups, "is_active": .bool(active),
         ])
     }
 }

@@ -66,12 +66,26 @@ struct GroupStore: Sendable {
                 """, logger: logger))
     }
 
-    func find(id: String) async throws -> GroupRecord? {
-        try await records(postgres.query("\(unescaped: Self.select) WHERE g.id = \(id)", logger: logger)).first
+    /// The group, read on the caller's transaction when given one.
+    func find(id: String, on connection: PostgresConnection? = nil) async throws -> GroupRecord? {
+        let query: PostgresQuery = "\(unescaped: Self.select) WHERE g.id = \(id)"
+        if let connection { return try await records(connection.query(query, logger: logger)).first }
+        return try await records(postgres.query(query, logger: logger)).first
     }
 
-    func find(id: String, on connection: PostgresConnection) async throws -> GroupRecord? {
-        try await records(connection.query("\(unescaped: Self.select) WHERE g.id = \(id)", logger: logger)).first
+    /// Whether `groupID` is `parentID` or one of its ancestors, so that making `parentID` its parent would close
+    /// a loop. `UNION` (not `UNION ALL`) ends the walk even on a loop already stored.
+    func isSelfOrAncestor(_ groupID: String, of parentID: String, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.query(
+            """
+            WITH RECURSIVE chain(id) AS (
+                SELECT \(parentID)::text
+                UNION
+                SELECT g.parent_group_id FROM auth.groups g JOIN chain c ON g.id = c.id WHERE g.parent_group_id IS NOT NULL)
+            SELECT EXISTS (SELECT 1 FROM chain WHERE id = \(groupID))
+            """, logger: logger)
+        for try await found in rows.decode(Bool.self) { return found }
+        return false
     }
 
     /// Group ids of each user, for the user list's `group_ids`.

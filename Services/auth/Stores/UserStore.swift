@@ -4,29 +4,26 @@ import Logging
 import PostgresNIO
 import Shared
 
-typealias Principal = PrincipalInfo
-
 struct UserStore: Sendable {
     let postgres: PostgresClient
     let logger: Logger
 
-    func count(on connection: PostgresConnection? = nil) async throws -> Int {
-        let query: PostgresQuery = "SELECT count(*)::bigint FROM auth.users"
-        let rows = if let connection {
-            try await connection.query(query, logger: logger)
-        } else {
-            try await postgres.query(query, logger: logger)
-        }
-        for try await count in rows.decode(Int.self) { return count }
-        return 0
+    /// Runs the query on the caller's transaction when given one, else on the pool.
+    private func run(_ query: PostgresQuery, on connection: PostgresConnection?) async throws -> PostgresRowSequence {
+        if let connection { return try await connection.query(query, logger: logger) }
+        return try await postgres.query(query, logger: logger)
     }
 
-    func find(id: String) async throws -> UserRecord? {
-        try await first(postgres.query("SELECT row_to_json(u)::text FROM auth.users u WHERE u.id = \(id)", logger: logger))
+    /// Whether any user exists (every caller only tells an empty system from one with users,
+    /// so this stops at the first row rather than counting the table).
+    func hasUsers(on connection: PostgresConnection? = nil) async throws -> Bool {
+        let rows = try await run("SELECT EXISTS (SELECT 1 FROM auth.users)", on: connection)
+        for try await exists in rows.decode(Bool.self) { return exists }
+        return false
     }
 
-    func find(id: String, on connection: PostgresConnection) async throws -> UserRecord? {
-        try await first(connection.query("SELECT row_to_json(u)::text FROM auth.users u WHERE u.id = \(id)", logger: logger))
+    func find(id: String, on connection: PostgresConnection? = nil) async throws -> UserRecord? {
+        try await first(run("SELECT row_to_json(u)::text FROM auth.users u WHERE u.id = \(id)", on: connection))
     }
 
     /// What the session-user route shows of a user.
@@ -88,7 +85,9 @@ struct UserStore: Sendable {
         return false
     }
 
-    func insert(_ user: UserRecord, passwordHash: String, on connection: PostgresConnection) async throws {
+    /// Inserts the user and their credentials; returns the new session stamp (for signing their first token).
+    func insert(_ user: UserRecord, passwordHash: String, on connection: PostgresConnection) async throws -> String {
+        let stamp = UUID().uuidString.lowercased()
         try await connection.query(
             """
             INSERT INTO auth.users (id, email, role, name, profile_image_url, last_active_at, updated_at, created_at)
@@ -98,15 +97,9 @@ struct UserStore: Sendable {
         try await connection.query(
             """
             INSERT INTO auth.credentials (user_id, password_hash, session_stamp)
-            VALUES (\(user.id), \(passwordHash), \(UUID().uuidString.lowercased()))
+            VALUES (\(user.id), \(passwordHash), \(stamp))
             """, logger: logger)
-    }
-
-    func sessionStamp(userID: String, on connection: PostgresConnection) async throws -> String? {
-        let rows = try await connection.query(
-            "SELECT session_stamp FROM auth.credentials WHERE user_id = \(userID)", logger: logger)
-        for try await stamp in rows.decode(String.self) { return stamp }
-        return nil
+        return stamp
     }
 
     func setRole(_ role: String, userID: String, on connection: PostgresConnection) async throws {
@@ -173,8 +166,9 @@ struct UserStore: Sendable {
     /// One page of users, filtered and ordered as the real server's user list is, and the total.
     func list(query: String?, orderBy: String?, ascending: Bool, limit: Int?, offset: Int) async throws -> ([UserRecord], Int) {
         let pattern = query.map { "%\($0)%" }
-        let column = ["name", "email", "created_at", "last_active_at", "updated_at", "role"].contains(orderBy ?? "")
-            ? orderBy! : "created_at"
+        let column = orderBy.flatMap {
+            ["name", "email", "created_at", "last_active_at", "updated_at", "role"].contains($0) ? $0 : nil
+        } ?? "created_at"
         let direction = ascending && orderBy != nil ? "ASC" : "DESC"
         let rows = try await postgres.query(
             """

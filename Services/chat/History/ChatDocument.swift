@@ -246,6 +246,9 @@ enum ChatDocument {
         return true
     }
 
+    /// The event types `applyEvent` keeps in the chat; any other type changes nothing stored.
+    static let keptEvents: Set<String> = ["message", "replace", "status"]
+
     /// What a message event changes in the stored chat; returns whether anything changed.
     static func applyEvent(
         _ chat: inout [String: JSONValue], messageID: String, type: String, data: [String: JSONValue]

@@ -25,8 +25,16 @@ struct ChatHistory: Sendable {
         self.realtime = RealtimeBus(redis: redis, logger: logger)
     }
 
+    /// The original's answer to a write it could not make, for reasons it does not name.
+    static let failed = APIError(.badRequest, "Something went wrong :/")
+
     func body(_ request: Request) async throws -> Data {
         Data(buffer: try await JSONBody.collect(request, limit: Self.bodyLimit))
+    }
+
+    /// Runs `body` in one transaction on a pooled connection.
+    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await postgres.withTransaction(logger: logger) { connection in try await body(connection) }
     }
 
     func publish(_ type: String, actor: String?, data: [String: JSONValue], on connection: PostgresConnection) async throws {
@@ -51,6 +59,15 @@ struct ChatHistory: Sendable {
         try await outbox.enqueue(event, on: connection, logger: logger)
     }
 
+    /// The same event about each of the owner's chats, written in one statement (deleting every chat of a user
+    /// or of a folder would otherwise cost a round trip per chat).
+    func publishChats(
+        _ type: String, chatIDs: [String], ownerID: String, actor: String, on connection: PostgresConnection
+    ) async throws {
+        let events = chatIDs.map { Self.chatEvent(type, chatID: $0, ownerID: ownerID, actor: actor) }
+        try await outbox.enqueue(events, on: connection, logger: logger)
+    }
+
     /// Inserts a new chat and its `chat.created` event; returns the `ChatResponse` text.
     func create(_ row: ChatRow, actor: String, lastReadAt: Int, on connection: PostgresConnection) async throws -> String {
         let json = try await chats.insert(row, lastReadAt: lastReadAt, on: connection)
@@ -67,7 +84,7 @@ struct ChatHistory: Sendable {
     static func offset(page: Int?, size: Int = 60) throws -> Int {
         guard let page else { return 0 }
         let (offset, overflow) = (page &- 1).multipliedReportingOverflow(by: size)
-        guard page >= 1, !overflow else { throw APIError(.badRequest, "Something went wrong :/") }
+        guard page >= 1, !overflow else { throw failed }
         return offset
     }
 }

@@ -26,7 +26,7 @@ struct ChatSearch: Sendable {
             if let tag = value("tag:") {
                 if tag == "none" { noTags = true } else if !tag.isEmpty { tags.append(tag.replacingOccurrences(of: " ", with: "_")) }
             } else if let folder = value("folder:") {
-                let name = folder.split(whereSeparator: { $0 == "_" || $0.isWhitespace }).joined(separator: " ")
+                let name = Self.folderName(folder)
                 if !name.isEmpty { folders.append(name) }
             } else if let raw = value("pinned:") {
                 if let value = flag(raw) { pinned = value }
@@ -44,6 +44,11 @@ struct ChatSearch: Sendable {
         where term != phrase && seen.insert(term).inserted {
             terms.append(term)
         }
+    }
+
+    /// A folder name as `folder:` compares it: lowercased, runs of `_` and whitespace as one space.
+    static func folderName(_ name: String) -> String {
+        name.lowercased().split(whereSeparator: { $0 == "_" || $0.isWhitespace }).joined(separator: " ")
     }
 
     /// `ChatTitleIdResponse` with the search's real `archived` and its `snippet`.
@@ -92,7 +97,7 @@ struct ChatSearch: Sendable {
     static func find(_ needle: [Character], in haystack: [Character]) -> Int? {
         guard !needle.isEmpty, needle.count <= haystack.count else { return nil }
         for start in 0...(haystack.count - needle.count) where haystack[start] == needle[0] {
-            if Array(haystack[start..<(start + needle.count)]) == needle { return start }
+            if haystack[start..<(start + needle.count)].elementsEqual(needle) { return start }
         }
         return nil
     }
@@ -142,9 +147,9 @@ extension ChatStore {
         }
         var exact: String?
         if !search.phrase.isEmpty {
-            let phrase = Self.matches(sql.placeholder(for: "%" + ChatsController.escapeLike(search.phrase) + "%"))
+            let phrase = Self.matches(sql.placeholder(for: "%" + Self.escapeLike(search.phrase) + "%"))
             exact = phrase
-            let terms = search.terms.map { Self.matches(sql.placeholder(for: "%" + ChatsController.escapeLike($0) + "%")) }
+            let terms = search.terms.map { Self.matches(sql.placeholder(for: "%" + Self.escapeLike($0) + "%")) }
             sql.append(" AND (\(phrase)")
             if !terms.isEmpty { sql.append(" OR (" + terms.joined(separator: " AND ") + ")") }
             sql.append(")")

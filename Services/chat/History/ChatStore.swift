@@ -93,6 +93,12 @@ struct ChatStore: Sendable {
 
     static let tagJSON = "json_build_object('id', t.id, 'name', t.name, 'user_id', t.user_id, 'meta', t.meta)"
 
+    /// `text` as a LIKE pattern matches it literally (`\` is LIKE's default escape character).
+    static func escapeLike(_ text: String) -> String {
+        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+            .replacingOccurrences(of: "_", with: "\\_")
+    }
+
     // MARK: Reads
 
     /// One chat of the user as `ChatResponse` text, as `GET /api/v1/chats/{id}` shows it.
@@ -230,7 +236,7 @@ struct ChatStore: Sendable {
         for try await text in try await connection.execute(InsertChat(row: row, lastReadAt: lastReadAt), logger: logger) {
             return text
         }
-        throw APIError(.badRequest, "Something went wrong :/")
+        throw ChatHistory.failed
     }
 
     /// Inserts a chat outside any transaction, together with its event; returns the `ChatResponse` text.
@@ -238,7 +244,7 @@ struct ChatStore: Sendable {
         let statement = InsertChatWithEvent(
             row: row, lastReadAt: lastReadAt, stream: stream, event: try Outbox.payload(event))
         for try await text in try await postgres.execute(statement, logger: logger) { return text }
-        throw APIError(.badRequest, "Something went wrong :/")
+        throw ChatHistory.failed
     }
 
     /// Writes back a locked row's document, meta and flags; returns the `ChatResponse` text.
@@ -253,7 +259,7 @@ struct ChatStore: Sendable {
             WHERE c.id = \(row.id) RETURNING \(unescaped: Self.chatJSON())::text
             """, logger: logger)
         for try await text in rows.decode(String.self) { return text }
-        throw APIError(.unauthorized, ErrorText.accessProhibited)
+        throw APIError.accessProhibited
     }
 
     /// Deletes chats of the user (shares and grants go with them): those with the ids given, those in the
@@ -480,15 +486,18 @@ struct ChatStore: Sendable {
         return result
     }
 
+    /// Replaces the chat's grants with `grants`, all inserted in one statement (the list comes from the client).
     func replaceGrants(_ grants: [Grant], chatID: String, on connection: PostgresConnection) async throws {
         try await connection.query("DELETE FROM chat.share_grants WHERE chat_id = \(chatID)", logger: logger)
-        for grant in grants {
-            try await connection.query(
-                """
-                INSERT INTO chat.share_grants (chat_id, principal_type, principal_id, permission)
-                VALUES (\(chatID), \(grant.principalType), \(grant.principalID), \(grant.permission)) ON CONFLICT DO NOTHING
-                """, logger: logger)
-        }
+        guard !grants.isEmpty else { return }
+        try await connection.query(
+            """
+            INSERT INTO chat.share_grants (chat_id, principal_type, principal_id, permission)
+            SELECT \(chatID), g.principal_type, g.principal_id, g.permission
+            FROM unnest(\(grants.map(\.principalType))::text[], \(grants.map(\.principalID))::text[],
+                \(grants.map(\.permission))::text[]) AS g(principal_type, principal_id, permission)
+            ON CONFLICT DO NOTHING
+            """, logger: logger)
     }
 
     // MARK: Users

@@ -140,7 +140,6 @@ struct ChatsController {
 
     // MARK: Helpers
 
-
     static func tagID(_ name: String) -> String {
         name.replacingOccurrences(of: " ", with: "_").lowercased()
     }
@@ -151,8 +150,7 @@ struct ChatsController {
         _ id: String, _ user: Identity, missing: APIError, document: Bool = true,
         _ body: @escaping @Sendable (inout ChatRow, PostgresConnection) async throws -> T
     ) async throws -> T {
-        let history = self.history
-        return try await history.postgres.withTransaction(logger: history.logger) { connection in
+        try await history.transaction { connection in
             guard var row = try await history.chats.lock(id: id, document: document, on: connection),
                 row.userID == user.userID
             else {
@@ -162,10 +160,14 @@ struct ChatsController {
         }
     }
 
-    func publishUpdated(_ row: ChatRow, actor: String, on connection: PostgresConnection) async throws {
+    /// Writes back a changed chat and records its `chat.updated` event; returns the `ChatResponse` text.
+    @discardableResult
+    func saveUpdated(_ row: ChatRow, actor: String, on connection: PostgresConnection) async throws -> String {
+        let json = try await history.chats.save(row, on: connection)
         try await history.publishChat(
             "chat.updated", chatID: row.id, ownerID: row.userID, actor: actor, extra: ["title": .string(row.title)],
             on: connection)
+        return json
     }
 
     // MARK: Lists
@@ -229,15 +231,10 @@ struct ChatsController {
                 if archivedOnly { sql.append(" AND c.archived") }
                 if let text, !text.isEmpty {
                     sql.append(" AND c.title ILIKE ")
-                    sql.bind("%" + Self.escapeLike(text) + "%")
+                    sql.bind("%" + ChatStore.escapeLike(text) + "%")
                 }
             }, order: order, limit: 60, offset: offset)
         return JSONResponse.text(try await history.chats.array(sql))
-    }
-
-    static func escapeLike(_ text: String) -> String {
-        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
-            .replacingOccurrences(of: "_", with: "\\_")
     }
 
     @Sendable func archivedList(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -372,12 +369,9 @@ struct ChatsController {
     func matchingFolders(_ names: [String], userID: String) async throws -> [String] {
         let history = self.history
         let folders = try await history.postgres.withConnection { try await history.folders.rows(userID: userID, on: $0) }
-        func normalise(_ name: String) -> String {
-            name.lowercased().split(whereSeparator: { $0 == "_" || $0.isWhitespace }).joined(separator: " ")
-        }
         let parents = FolderTree.parents(folders)
         var result: Set<String> = []
-        for folder in folders where names.contains(normalise(folder.name)) {
+        for folder in folders where names.contains(ChatSearch.folderName(folder.name)) {
             result.formUnion(FolderTree.subtree(of: folder.id, parents: parents))
         }
         return Array(result)
@@ -390,7 +384,7 @@ struct ChatsController {
         let form = try JSONBody.decode(ChatForm.self, from: try await history.body(request))
         var chat = form.chat
         if let history = chat["history"], history != .null, history.objectValue == nil {
-            throw APIError(.badRequest, "Something went wrong :/")
+            throw ChatHistory.failed
         }
         ChatDocument.setAuthors(&chat, userID: user.userID, name: user.name)
         let now = ChatHistory.now()
@@ -398,14 +392,13 @@ struct ChatsController {
             id: UUID().uuidString.lowercased(), userID: user.userID, title: ChatDocument.title(chat), chat: chat, meta: [:],
             variables: .object(form.variables ?? [:]), folderID: form.folderID, pinned: false, archived: false,
             shareID: nil, currentMessageID: ChatDocument.currentMessageID(chat), createdAt: now, updatedAt: now)
-        let history = self.history
         guard let folder = form.folderID else {
             let event = ChatHistory.chatEvent(
                 "chat.created", chatID: row.id, ownerID: row.userID, actor: user.userID, extra: ["title": .string(row.title)])
             return JSONResponse.text(
                 try await history.chats.insert(row, lastReadAt: now, event: event, stream: history.outbox.stream))
         }
-        let json = try await history.postgres.withTransaction(logger: history.logger) { connection -> String in
+        let json = try await history.transaction { connection -> String in
             guard try await history.folders.exists(id: folder, userID: user.userID, on: connection) else {
                 throw APIError.notFound
             }
@@ -418,10 +411,10 @@ struct ChatsController {
         let user = try context.requireVerified()
         let form = try JSONBody.decode(ImportForm.self, from: try await history.body(request))
         let now = ChatHistory.now()
-        let history = self.history
-        let bodies = try await history.postgres.withTransaction(logger: history.logger) { connection -> [String] in
+        let bodies = try await history.transaction { connection -> [String] in
             var owned: [String: Bool] = [:]
             var bodies: [String] = []
+            var tags: [(id: String, name: String)] = []
             for item in form.chats {
                 var chat = item.chat
                 ChatDocument.setAuthors(&chat, userID: user.userID, name: user.name)
@@ -441,9 +434,10 @@ struct ChatsController {
                     createdAt: item.createdAt.flatMap { $0 == 0 ? nil : $0 } ?? now,
                     updatedAt: item.updatedAt.flatMap { $0 == 0 ? nil : $0 } ?? now)
                 bodies.append(try await history.create(row, actor: user.userID, lastReadAt: now, on: connection))
-                let tags = row.tags.map { (id: Self.tagID($0), name: $0) }
-                try await history.chats.ensureTags(tags, userID: user.userID, on: connection)
+                tags += row.tags.map { (id: Self.tagID($0), name: $0) }
             }
+            // One statement for every chat's tags; in import order, so a tag keeps its first spelling.
+            try await history.chats.ensureTags(tags, userID: user.userID, on: connection)
             return bodies
         }
         return JSONResponse.text("[" + bodies.joined(separator: ",") + "]")
@@ -466,7 +460,7 @@ struct ChatsController {
         let form = try JSONBody.decode(ChatForm.self, from: try await history.body(request))
         var incoming = form.chat
         if let history = incoming["history"], history.objectValue == nil {
-            throw APIError(.badRequest, "Something went wrong :/")
+            throw ChatHistory.failed
         }
         ChatDocument.setAuthors(&incoming, userID: user.userID, name: user.name)
         let touch = incoming["history"] != nil || incoming["messages"] != nil
@@ -478,9 +472,7 @@ struct ChatsController {
             if recompute { row.currentMessageID = ChatDocument.currentMessageID(row.chat) }
             if touch { row.updatedAt = ChatHistory.now() }
             if let variables = form.variables { row.variables = .object(variables) }
-            let json = try await history.chats.save(row, on: connection)
-            try await publishUpdated(row, actor: user.userID, on: connection)
-            return json
+            return try await saveUpdated(row, actor: user.userID, on: connection)
         }
         return JSONResponse.text(json)
     }
@@ -493,8 +485,7 @@ struct ChatsController {
             var current = row.chat["params"]?.objectValue ?? [:]
             for (key, value) in params { current[key] = value }
             row.chat["params"] = .object(current)
-            _ = try await history.chats.save(row, on: connection)
-            try await publishUpdated(row, actor: user.userID, on: connection)
+            try await saveUpdated(row, actor: user.userID, on: connection)
             return .object(current)
         }
         return try JSONResponse.make(merged)
@@ -524,9 +515,7 @@ struct ChatsController {
             row.title = ChatDocument.title(row.chat)
             row.currentMessageID = ChatDocument.currentMessageID(row.chat)
             row.updatedAt = ChatHistory.now()
-            let json = try await history.chats.save(row, on: connection)
-            try await publishUpdated(row, actor: user.userID, on: connection)
-            return json
+            return try await saveUpdated(row, actor: user.userID, on: connection)
         }
         let owner = user.userID
         var data: [String: JSONValue] = ["chat_id": .string(id), "message_id": .string(messageID)]
@@ -554,8 +543,7 @@ struct ChatsController {
             }
             row.currentMessageID = ChatDocument.currentMessageID(row.chat)
             row.updatedAt = ChatHistory.now()
-            try await publishUpdated(row, actor: user.userID, on: connection)
-            return try await history.chats.save(row, on: connection)
+            return try await saveUpdated(row, actor: user.userID, on: connection)
         }
         return JSONResponse.text(json)
     }
@@ -567,11 +555,14 @@ struct ChatsController {
         let id = try context.parameters.require("id")
         let messageID = try context.parameters.require("message_id")
         let form = try JSONBody.decode(EventForm.self, from: try await history.body(request))
-        try await withOwnChat(id, user, missing: Self.prohibited) { row, connection in
-            guard ChatDocument.applyEvent(&row.chat, messageID: messageID, type: form.type, data: form.data) else { return }
+        // Most events only pass through: for those the ownership check needs the row, not its document.
+        let keeps = ChatDocument.keptEvents.contains(form.type)
+        try await withOwnChat(id, user, missing: Self.prohibited, document: keeps) { row, connection in
+            guard keeps, ChatDocument.applyEvent(&row.chat, messageID: messageID, type: form.type, data: form.data) else {
+                return
+            }
             if ["message", "replace"].contains(form.type) { row.updatedAt = ChatHistory.now() }
-            _ = try await history.chats.save(row, on: connection)
-            try await publishUpdated(row, actor: user.userID, on: connection)
+            try await saveUpdated(row, actor: user.userID, on: connection)
         }
         let event: JSONValue = .object(["type": .string(form.type), "data": .object(form.data)])
         var delivered = true
@@ -612,14 +603,11 @@ struct ChatsController {
 
     @Sendable func deleteAll(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
-        let history = self.history
-        try await history.postgres.withTransaction(logger: history.logger) { connection in
+        try await history.transaction { connection in
             let ids = try await history.chats.delete(userID: user.userID, on: connection)
             try await history.chats.deleteAllTags(userID: user.userID, on: connection)
-            for id in ids {
-                try await history.publishChat(
-                    "chat.deleted", chatID: id, ownerID: user.userID, actor: user.userID, on: connection)
-            }
+            try await history.publishChats(
+                "chat.deleted", chatIDs: ids, ownerID: user.userID, actor: user.userID, on: connection)
         }
         return JSONResponse.text("true")
     }
@@ -641,9 +629,7 @@ struct ChatsController {
             let now = ChatHistory.now()
             row.updatedAt = now
             row.lastReadAt = now
-            let json = try await history.chats.save(row, on: connection)
-            try await publishUpdated(row, actor: user.userID, on: connection)
-            return json
+            return try await saveUpdated(row, actor: user.userID, on: connection)
         }
         return JSONResponse.text(json)
     }
@@ -657,11 +643,10 @@ struct ChatsController {
             let now = ChatHistory.now()
             row.updatedAt = now
             row.lastReadAt = now
-            let json = try await history.chats.save(row, on: connection)
+            let json = try await saveUpdated(row, actor: user.userID, on: connection)
             if !row.archived {
                 try await history.chats.ensureTags(row.tags.map { ($0, $0) }, userID: row.userID, on: connection)
             }
-            try await publishUpdated(row, actor: user.userID, on: connection)
             return json
         }
         return JSONResponse.text(json)
@@ -677,8 +662,7 @@ struct ChatsController {
 
     func setArchivedAll(_ archived: Bool, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
-        let history = self.history
-        try await history.postgres.withTransaction(logger: history.logger) { connection in
+        try await history.transaction { connection in
             try await history.chats.setArchivedAll(archived, userID: user.userID, on: connection)
             try await history.publish(
                 archived ? "chat.archived_all" : "chat.unarchived_all", actor: user.userID,
@@ -701,17 +685,14 @@ struct ChatsController {
             row.pinned = false
             if form.folderID != nil { row.archived = false }
             row.lastReadAt = now
-            let json = try await history.chats.save(row, on: connection)
-            try await publishUpdated(row, actor: user.userID, on: connection)
-            return json
+            return try await saveUpdated(row, actor: user.userID, on: connection)
         }
         return JSONResponse.text(json)
     }
 
     @Sendable func markAllRead(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
-        let history = self.history
-        let (count, unread) = try await history.postgres.withTransaction(logger: history.logger) { connection in
+        let (count, unread) = try await history.transaction { connection in
             let count = try await history.chats.markRead(folderIDs: nil, userID: user.userID, on: connection)
             return (count, try await history.folders.unreadTotals(userID: user.userID, on: connection))
         }
@@ -737,7 +718,6 @@ struct ChatsController {
             ]))
     }
 
-
     // MARK: Tags
 
     @Sendable func tags(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -759,8 +739,7 @@ struct ChatsController {
                 try await history.chats.ensureTags([(tag, form.name)], userID: row.userID, on: connection)
                 tags.append(tag)
                 row.meta["tags"] = .array(tags.map(JSONValue.string))
-                _ = try await history.chats.save(row, on: connection)
-                try await publishUpdated(row, actor: user.userID, on: connection)
+                try await saveUpdated(row, actor: user.userID, on: connection)
             }
             return try await history.chats.tagsJSON(ids: tags, userID: row.userID, on: connection)
         }
@@ -776,8 +755,7 @@ struct ChatsController {
             let tags = row.tags.filter { $0 != tag }
             if tags.count != row.tags.count {
                 row.meta["tags"] = .array(tags.map(JSONValue.string))
-                _ = try await history.chats.save(row, on: connection)
-                try await publishUpdated(row, actor: user.userID, on: connection)
+                try await saveUpdated(row, actor: user.userID, on: connection)
             }
             try await history.chats.deleteUnusedTags(ids: [tag], userID: row.userID, on: connection)
             return try await history.chats.tagsJSON(ids: tags, userID: row.userID, on: connection)
@@ -801,8 +779,7 @@ struct ChatsController {
                 id: UUID().uuidString.lowercased(), userID: user.userID, title: ChatDocument.title(chat), chat: chat,
                 meta: row.meta, variables: row.variables, folderID: row.folderID, pinned: row.pinned, archived: false,
                 shareID: nil, currentMessageID: ChatDocument.currentMessageID(chat), createdAt: now, updatedAt: now)
-            let json = try await history.create(copy, actor: user.userID, lastReadAt: now, on: connection)
-            return json
+            return try await history.create(copy, actor: user.userID, lastReadAt: now, on: connection)
         }
         return JSONResponse.text(json)
     }
@@ -810,10 +787,8 @@ struct ChatsController {
     @Sendable func cloneShared(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let shareID = try context.parameters.require("id")
-        guard let share = try await history.chats.share(id: shareID) else { throw Self.notFound401 }
-        guard try await mayRead(share, user) else { throw Self.prohibited }
-        let source = try SharedView(share: share).shaped(for: user)
-        var chat = source
+        let share = try await readableShare(shareID, user)
+        var chat = try SharedView(share: share).shaped(for: user)
         ChatDocument.reattribute(&chat, from: share.userID, to: user.userID, name: user.name)
         chat["originalChatId"] = .string(share.id)
         chat["branchPointMessageId"] = chat["history"]?["currentId"] ?? .null
@@ -823,25 +798,27 @@ struct ChatsController {
             id: UUID().uuidString.lowercased(), userID: user.userID, title: ChatDocument.title(chat), chat: chat, meta: [:],
             variables: .object([:]), folderID: nil, pinned: false, archived: false, shareID: nil,
             currentMessageID: ChatDocument.currentMessageID(chat), createdAt: now, updatedAt: now)
-        let history = self.history
-        let json = try await history.postgres.withTransaction(logger: history.logger) { connection in
-            let json = try await history.create(copy, actor: user.userID, lastReadAt: now, on: connection)
-            return json
+        let json = try await history.transaction { connection in
+            try await history.create(copy, actor: user.userID, lastReadAt: now, on: connection)
         }
         return JSONResponse.text(json)
     }
 
     // MARK: Share
 
-    /// The owner and readers the owner granted may open a share; admins may open any.
-    func mayRead(_ share: ChatStore.Share, _ user: Identity) async throws -> Bool {
-        if share.userID == user.userID || user.isAdmin { return true }
-        return try await history.chats.grants(chatID: share.chatID).contains { grant in
+    /// The share with this id, when `user` may open it: the owner and readers the owner granted may; admins
+    /// may open any.
+    func readableShare(_ id: String, _ user: Identity) async throws -> ChatStore.Share {
+        guard let share = try await history.chats.share(id: id) else { throw Self.notFound401 }
+        if share.userID == user.userID || user.isAdmin { return share }
+        let granted = try await history.chats.grants(chatID: share.chatID).contains { grant in
             grant.permission == "read"
                 && ((grant.principalType == "user" && (grant.principalID == "*" || grant.principalID == user.userID))
                     || (grant.principalType == "group" && user.groupIDs.contains(grant.principalID))
                     || (grant.principalType == "anyone" && grant.principalID == "*"))
         }
+        guard granted else { throw Self.prohibited }
+        return share
     }
 
     @Sendable func share(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -889,8 +866,7 @@ struct ChatsController {
 
     @Sendable func unshareAll(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
-        let history = self.history
-        try await history.postgres.withTransaction(logger: history.logger) { connection in
+        try await history.transaction { connection in
             let ids = try await history.chats.unshareAll(userID: user.userID, on: connection)
             try await history.publish(
                 "chat.unshared", actor: user.userID,
@@ -917,7 +893,7 @@ struct ChatsController {
         sql.bind(user.userID)
         if let text, !text.isEmpty {
             sql.append(" AND s.title ILIKE ")
-            sql.bind("%" + Self.escapeLike(text) + "%")
+            sql.bind("%" + ChatStore.escapeLike(text) + "%")
         }
         sql.append(" ORDER BY n LIMIT 60 OFFSET \(offset)) page")
         return JSONResponse.text(try await history.chats.array(sql))
@@ -926,8 +902,7 @@ struct ChatsController {
     @Sendable func getShared(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let shareID = try context.parameters.require("share_id")
-        guard let share = try await history.chats.share(id: shareID) else { throw Self.notFound401 }
-        guard try await mayRead(share, user) else { throw Self.prohibited }
+        let share = try await readableShare(shareID, user)
         return JSONResponse.text(try SharedView(share: share).response(for: user))
     }
 

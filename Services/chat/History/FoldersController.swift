@@ -110,8 +110,7 @@ struct FoldersController {
         let form = try JSONBody.decode(CreateForm.self, from: raw)
         try JSONBody.rejectExtraKeys(try JSONBody.decode(JSONValue.self, from: raw), allowed: ["name", "data", "meta", "parent_id"])
         let id = UUID().uuidString.lowercased()
-        let history = self.history
-        let json = try await history.postgres.withTransaction(logger: history.logger) { connection -> String in
+        let json = try await history.transaction { connection -> String in
             try await history.folders.lockUser(user.userID, on: connection)
             if try await history.folders.nameTaken(form.name, parentID: form.parentID, userID: user.userID, on: connection) {
                 throw Self.exists
@@ -155,8 +154,7 @@ struct FoldersController {
         for key in ["name", "data", "meta"] where body[key] == .null {
             throw APIError(.badRequest, "[ERROR: Error updating folder]")
         }
-        let history = self.history
-        let json = try await history.postgres.withTransaction(logger: history.logger) { connection -> String in
+        let json = try await history.transaction { connection -> String in
             try await history.folders.lockUser(user.userID, on: connection)
             guard let folder = try await history.folders.rows(userID: user.userID, only: id, on: connection).first else {
                 throw APIError.notFound
@@ -180,8 +178,7 @@ struct FoldersController {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
         let form = try JSONBody.decode(ParentForm.self, from: try await history.body(request))
-        let history = self.history
-        let json = try await history.postgres.withTransaction(logger: history.logger) { connection -> String in
+        let json = try await history.transaction { connection -> String in
             try await history.folders.lockUser(user.userID, on: connection)
             let folders = try await history.folders.rows(userID: user.userID, on: connection)
             guard let folder = folders.first(where: { $0.id == id }) else { throw APIError.notFound }
@@ -207,8 +204,7 @@ struct FoldersController {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
         let form = try JSONBody.decode(ExpandedForm.self, from: try await history.body(request))
-        let history = self.history
-        let json = try await history.postgres.withTransaction(logger: history.logger) { connection -> String? in
+        let json = try await history.transaction { connection -> String? in
             guard try await history.folders.exists(id: id, userID: user.userID, on: connection) else { return nil }
             try await history.folders.setExpanded(
                 id: id, userID: user.userID, expanded: form.isExpanded, now: ChatHistory.now(), on: connection)
@@ -233,9 +229,7 @@ struct FoldersController {
     @Sendable func markRead(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let history = self.history
-        let (ids, updated, counts) = try await history.postgres.withTransaction(logger: history.logger) {
-            connection -> ([String], Int, [String: Int]) in
+        let (ids, updated, counts) = try await history.transaction { connection -> ([String], Int, [String: Int]) in
             let ids = try await history.folders.subtree(of: id, userID: user.userID, on: connection)
             guard !ids.isEmpty else { throw APIError.notFound }
             let updated = try await history.chats.markRead(folderIDs: ids, userID: user.userID, on: connection)
@@ -278,17 +272,14 @@ struct FoldersController {
         let id = try context.parameters.require("id")
         let deleteContents = try JSONBody.queryBool(
             request.queryValue("delete_contents"), name: "delete_contents", default: true)
-        let history = self.history
-        try await history.postgres.withTransaction(logger: history.logger) { connection in
+        try await history.transaction { connection in
             try await history.folders.lockUser(user.userID, on: connection)
             let ids = try await history.folders.subtree(of: id, userID: user.userID, on: connection)
             guard !ids.isEmpty else { throw APIError.notFound }
             if deleteContents {
                 let removed = try await history.chats.delete(userID: user.userID, inFolders: ids, on: connection)
-                for chatID in removed {
-                    try await history.publishChat(
-                        "chat.deleted", chatID: chatID, ownerID: user.userID, actor: user.userID, on: connection)
-                }
+                try await history.publishChats(
+                    "chat.deleted", chatIDs: removed, ownerID: user.userID, actor: user.userID, on: connection)
             } else {
                 try await history.chats.clearFolders(ids, userID: user.userID, on: connection)
             }
