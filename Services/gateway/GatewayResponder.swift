@@ -104,13 +104,15 @@ struct GatewayResponder: HTTPResponder {
             upstreamResponse = try await proxy.forward(request, path: path, to: upstream, identity: identity, body: body)
         } else if let sid = request.uri.queryParameters["sid"].map(String.init), !sid.isEmpty {
             // A Socket.IO request goes to the replica holding its session; a session none holds is unknown.
-            guard let url = await realtime.url(forSession: sid) else {
-                // Engine.IO's own error form (a JSON string as plain text), which Socket.IO clients expect.
-                return Response(
-                    status: .badRequest, headers: [.contentType: "text/plain; charset=UTF-8"],
-                    body: .init(byteBuffer: ByteBuffer(string: JSONValue.string("Invalid session \(sid)").jsonText)))
+            guard let url = await realtime.url(forSession: sid) else { return Self.invalidSession(sid) }
+            do {
+                upstreamResponse = try await proxy.forward(
+                    request, path: path, to: .realtime, identity: identity, baseURL: url)
+            } catch {
+                // The replica holding the session is gone: so is the session.
+                realtime.markUnreachable(url)
+                return Self.invalidSession(sid)
             }
-            upstreamResponse = try await proxy.forward(request, path: path, to: .realtime, identity: identity, baseURL: url)
         } else {
             upstreamResponse = try await openRealtimeSession(request, path: path, identity: identity)
         }
@@ -123,6 +125,13 @@ struct GatewayResponder: HTTPResponder {
         return response
     }
 
+    /// Engine.IO's own error form (a JSON string as plain text), which Socket.IO clients expect.
+    static func invalidSession(_ sid: String) -> Response {
+        Response(
+            status: .badRequest, headers: [.contentType: "text/plain; charset=UTF-8"],
+            body: .init(byteBuffer: ByteBuffer(string: JSONValue.string("Invalid session \(sid)").jsonText)))
+    }
+
     /// A new Socket.IO session goes to the next live replica that answers.
     private func openRealtimeSession(_ request: Request, path: String, identity: Identity?) async throws
         -> HTTPClientResponse
@@ -132,6 +141,7 @@ struct GatewayResponder: HTTPResponder {
             do {
                 return try await proxy.forward(request, path: path, to: .realtime, identity: identity, baseURL: url)
             } catch {
+                realtime.markUnreachable(url)
                 failure = error
             }
         }

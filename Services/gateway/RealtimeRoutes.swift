@@ -10,6 +10,10 @@ final class RealtimeRoutes: Sendable {
     let fallback: String
     private let state = NIOLockedValueBox<(replicas: [String: String], fetched: ContinuousClock.Instant?, turn: Int)>(
         ([:], nil, 0))
+    /// Replicas that could not be reached, with when: skipped for `unreachableFor`, since a killed replica stays
+    /// in the registry until its entry expires.
+    private let unreachable = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
+    static let unreachableFor: Duration = .seconds(10)
 
     init(redis: RedisClient, fallback: String) {
         self.redis = redis
@@ -51,17 +55,32 @@ final class RealtimeRoutes: Sendable {
         return live
     }
 
+    func markUnreachable(_ url: String) {
+        unreachable.withLockedValue { $0[url] = .now }
+    }
+
+    private func isUnreachable(_ url: String) -> Bool {
+        unreachable.withLockedValue { marks in
+            guard let since = marks[url] else { return false }
+            if ContinuousClock.now - since < Self.unreachableFor { return true }
+            marks[url] = nil
+            return false
+        }
+    }
+
     /// The replica holding an Engine.IO session, nil when none does (the fallback while none registered).
     func url(forSession sid: String) async -> String? {
         let tag = String(sid.prefix(4))
         var live = await replicas()
         if live[tag] == nil { live = await replicas(maxAge: Self.maxAgeForUnknown) }
-        return live[tag] ?? (live.isEmpty ? fallback : nil)
+        guard let url = live[tag] ?? (live.isEmpty ? fallback : nil), !isUnreachable(url) else { return nil }
+        return url
     }
 
-    /// Candidates for a new session, starting with the next in turn.
+    /// Candidates for a new session, starting with the next in turn; replicas found unreachable go last.
     func handshakeURLs() async -> [String] {
-        let urls = await replicas().values.sorted()
+        let registered = await replicas().values.sorted()
+        let urls = registered.filter { !isUnreachable($0) } + registered.filter(isUnreachable)
         guard !urls.isEmpty else { return [fallback] }
         let turn = state.withLockedValue { state -> Int in
             defer { state.turn &+= 1 }

@@ -2,6 +2,7 @@
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import NIOPosix
 import Shared
 
@@ -19,6 +20,7 @@ clientConfiguration.tracing.tracer = nil
 let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
 
 let cache = PrincipalCache()
+let realtimeRoutes = RealtimeRoutes(redis: redis, fallback: config.upstreams[.realtime]!)
 let authLookup = AuthLookup(client: httpClient, baseURL: config.upstreams[.auth]!, internalSecret: config.service.internalSecret)
 let responder = GatewayResponder(
     config: config,
@@ -31,7 +33,10 @@ let responder = GatewayResponder(
         longHeadTimeout: .seconds(config.longUpstreamTimeout)),
     cors: CORSPolicy(allowedOrigins: config.corsAllowOrigins),
     openAPI: OpenAPIDocument(client: httpClient, upstreams: config.upstreams, internalSecret: config.service.internalSecret),
-    cache: cache, realtime: RealtimeRoutes(redis: redis, fallback: config.upstreams[.realtime]!), logger: logger)
+    cache: cache, realtime: realtimeRoutes, logger: logger)
+// Websocket upgrades for Socket.IO are relayed to the realtime replicas; messages up to Engine.IO's maxPayload.
+let webSocketProxy = WebSocketProxy(
+    realtime: realtimeRoutes, internalSecret: config.service.internalSecret, maxMessageSize: 16 << 20, logger: logger)
 
 let follower = StreamFollower(redis: streamRedis, stream: EventStream.auth, logger: logger) { event in
     cache.apply(event: event)
@@ -39,6 +44,9 @@ let follower = StreamFollower(redis: streamRedis, stream: EventStream.auth, logg
 
 var app = Application(
     responder: responder,
+    server: .http1WebSocketUpgrade(
+        configuration: .init(ws: .init(maxFrameSize: 16 << 20, autoPing: .disabled))
+    ) { head, _, _ in await webSocketProxy.shouldUpgrade(head) },
     configuration: .init(address: .hostname(config.service.host, port: config.service.port), serverName: "skiff-gateway"),
     logger: logger)
 app.addServices(follower)

@@ -33,8 +33,6 @@ from typing import Any, Callable
 
 import pytest
 
-# The gateway does not proxy websocket upgrades yet (issue 5 is in progress): these tests need it.
-NEEDS_WS_PROXY = pytest.mark.skip(reason="gateway websocket proxy not built yet (issue 5 in progress)")
 import requests
 import socketio
 import websocket
@@ -454,7 +452,6 @@ def ping_stack(request):
 # Connecting: transports, tokens, user-join, heartbeat
 
 
-@NEEDS_WS_PROXY
 def test_websocket_connect_with_token(stack, make_user, clients):
     alice = make_user()
     c = clients(stack, token=alice["token"])
@@ -493,7 +490,6 @@ def test_polling_only_transport(stack, make_user, clients):
     assert c.transport() == "polling" and c.connected
 
 
-@NEEDS_WS_PROXY
 def test_default_transports_upgrade_to_websocket(stack, make_user, clients):
     alice = make_user()
     c = clients(stack, transports=None)
@@ -507,7 +503,6 @@ def test_default_transports_upgrade_to_websocket(stack, make_user, clients):
 
 
 @pytest.mark.parametrize("kind", ["none", "garbage", "expired"])
-@NEEDS_WS_PROXY
 def test_bad_or_missing_token_connects_anonymously(stack, make_user, clients, kind):
     alice = make_user()
     bad = {"none": None, "garbage": "not-a-jwt", "expired": expired_token(stack, alice)}[kind]
@@ -533,7 +528,6 @@ def test_bad_or_missing_token_connects_anonymously(stack, make_user, clients, ki
     stack.assert_alive()
 
 
-@NEEDS_WS_PROXY
 def test_user_join_after_anonymous_connect(stack, make_user, clients):
     alice, bob = make_user(), make_user()
     a = clients(stack)  # 40{} as the logged-out web app sends
@@ -560,7 +554,6 @@ def test_user_join_after_anonymous_connect(stack, make_user, clients):
     assert len(a.got_marker(m)) == 1, "delivered once"
 
 
-@NEEDS_WS_PROXY
 def test_session_target_and_room_skip(stack, make_user, clients):
     alice, bob = make_user(), make_user()
     a1 = clients(stack, token=alice["token"])
@@ -593,7 +586,6 @@ def test_session_target_and_room_skip(stack, make_user, clients):
     assert not b.got_marker(m)
 
 
-@NEEDS_WS_PROXY
 def test_events_chat_join_and_leave(stack, make_user, clients):
     alice, bob = make_user(), make_user()
     mine, theirs = new_chat(stack, alice), new_chat(stack, bob)
@@ -623,7 +615,6 @@ def test_events_chat_join_and_leave(stack, make_user, clients):
     assert not a.got_marker(m), "still in the chat room after leave"
 
 
-@NEEDS_WS_PROXY
 def test_unknown_and_reserved_events(stack, make_user, clients):
     alice = make_user()
     a = clients(stack, token=alice["token"])
@@ -639,7 +630,6 @@ def test_unknown_and_reserved_events(stack, make_user, clients):
     assert a.wait_event(lambda d: d.get("marker") == m) is not None
 
 
-@NEEDS_WS_PROXY
 def test_message_event_route_reaches_owner(stack, make_user, clients):
     alice, bob = make_user(), make_user()
     chat_id = new_chat(stack, alice)
@@ -763,7 +753,6 @@ def test_unknown_ws_path_is_404(stack):
 
 
 @pytest.mark.slow
-@NEEDS_WS_PROXY
 def test_ping_timeout_closes_silent_websocket(ping_stack):
     ws = RawWS(ping_stack)
     try:
@@ -791,7 +780,6 @@ def test_ping_timeout_closes_silent_websocket(ping_stack):
 
 
 @pytest.mark.slow
-@NEEDS_WS_PROXY
 def test_answering_pings_keeps_websocket_open(ping_stack, clients):
     admin = ping_stack.rt_admin
     ws = RawWS(ping_stack)
@@ -835,7 +823,6 @@ def test_answering_pings_keeps_websocket_open(ping_stack, clients):
 
 
 @pytest.mark.slow
-@NEEDS_WS_PROXY
 def test_two_replicas_deliver_everywhere(rt2, rt2_user, clients):
     registry = rt2.realtime_replicas()
     assert {REPLICA_A, REPLICA_B} <= set(registry), registry
@@ -891,7 +878,6 @@ def test_two_replicas_deliver_everywhere(rt2, rt2_user, clients):
 
 
 @pytest.mark.slow
-@NEEDS_WS_PROXY
 def test_replica_sigkill_clients_reconnect(rt2, rt2_user, clients):
     """SIGKILL replica rtB2 while clients sit on it: they reconnect to rtA1 by themselves, user-join again
     from their connect handler and keep receiving. Clients on rtA1 are not disturbed. (Destructive: rtB2 stays
