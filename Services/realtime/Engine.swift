@@ -55,6 +55,12 @@ enum CloseReason: String, Sendable {
     case serverClose = "server disconnect"
 }
 
+/// Where a websocket session's packets go: its connection, which writes them in order and closes on `finish`.
+protocol PacketSink: Sendable {
+    func write(_ packet: String)
+    func finish()
+}
+
 /// One Engine.IO session and the Socket.IO connection it carries.
 final class EngineSession: Sendable {
     enum Transport: Sendable { case polling, websocket }
@@ -63,7 +69,7 @@ final class EngineSession: Sendable {
         var transport: Transport
         var queue: [String] = []
         var waiter: CheckedContinuation<PollResult, Never>?
-        var socket: AsyncStream<String>.Continuation?
+        var socket: (any PacketSink)?
         var closed = false
         var nextPing: ContinuousClock.Instant
         var pingSentAt: ContinuousClock.Instant?
@@ -88,7 +94,7 @@ final class EngineSession: Sendable {
         let waiter = state.withLockedValue { state -> (CheckedContinuation<PollResult, Never>, [String])? in
             guard !state.closed else { return nil }
             if let socket = state.socket {
-                socket.yield(packet)
+                socket.write(packet)
                 return nil
             }
             state.queue.append(packet)
@@ -121,20 +127,18 @@ final class EngineSession: Sendable {
         }
     }
 
-    /// Moves the session to a websocket; the returned stream feeds the connection's writer (queued packets
-    /// first). A waiting GET returns a noop so the polling side lets go.
-    func attachWebSocket() -> AsyncStream<String> {
-        let (stream, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .unbounded)
+    /// Moves the session to a websocket whose connection writes what `sink` gets (queued packets first). A
+    /// waiting GET returns a noop so the polling side lets go.
+    func attachWebSocket(_ sink: any PacketSink) {
         let waiter = state.withLockedValue { state -> CheckedContinuation<PollResult, Never>? in
             state.transport = .websocket
-            for packet in state.queue { continuation.yield(packet) }
+            for packet in state.queue { sink.write(packet) }
             state.queue.removeAll()
-            if state.closed { continuation.finish() } else { state.socket = continuation }
+            if state.closed { sink.finish() } else { state.socket = sink }
             defer { state.waiter = nil }
             return state.waiter
         }
         waiter?.resume(returning: .packets(["6"]))
-        return stream
     }
 
     /// Ends a pending GET with a noop (during an upgrade probe).
@@ -158,7 +162,7 @@ final class EngineSession: Sendable {
     @discardableResult
     func close(notify: Bool) -> Bool {
         let (first, waiter, socket) = state.withLockedValue {
-            state -> (Bool, CheckedContinuation<PollResult, Never>?, AsyncStream<String>.Continuation?) in
+            state -> (Bool, CheckedContinuation<PollResult, Never>?, (any PacketSink)?) in
             guard !state.closed else { return (false, nil, nil) }
             state.closed = true
             defer {
@@ -168,7 +172,7 @@ final class EngineSession: Sendable {
             }
             return (true, state.waiter, state.socket)
         }
-        if notify { socket?.yield("1") }
+        if notify { socket?.write("1") }
         socket?.finish()
         waiter?.resume(returning: notify ? .packets(["1"]) : .closed)
         return first

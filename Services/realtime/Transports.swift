@@ -3,7 +3,6 @@
 import Foundation
 import Hummingbird
 import HummingbirdCore
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -71,78 +70,6 @@ struct PollingTransport: Sendable {
             guard await connections.receive(packet, on: session) else { break }
         }
         return Self.text("OK")
-    }
-}
-
-struct WebSocketTransport: Sendable {
-    let connections: Connections
-    let settings: EngineSettings
-    let internalSecret: String
-
-    /// Upgrades `/ws/socket.io/?EIO=4&transport=websocket[&sid=...]` that came through a gateway; anything
-    /// else goes on to the HTTP routes (which answer the Engine.IO errors).
-    func shouldUpgrade(_ head: HTTPRequest) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
-        let uri = URI(head.path ?? "")
-        guard uri.path == "/ws/socket.io" || uri.path == "/ws/socket.io/",
-            let given = head.headerFields[InternalHeader.secret], constantTimeEqual(given, internalSecret)
-        else { return .dontUpgrade }
-        let query = EngineQuery(uri)
-        guard query.transport == "websocket" else { return .dontUpgrade }
-        let connections = self.connections
-        let settings = self.settings
-        if let sid = query.sid {
-            guard let session = connections.session(sid), !session.isUpgraded else { return .dontUpgrade }
-            return .upgrade([:]) { inbound, outbound, _ in
-                try await Self.upgrade(session, inbound, outbound, connections: connections, settings: settings)
-            }
-        }
-        guard query.eio == "4" else { return .dontUpgrade }
-        return .upgrade([:]) { inbound, outbound, _ in
-            let session = connections.open(transport: .websocket)
-            let stream = session.attachWebSocket()
-            session.send(settings.openPacket(sid: session.sid, upgrades: []))
-            try await Self.run(
-                session, stream, inbound.messages(maxSize: settings.maxPayload).makeAsyncIterator(), outbound,
-                connections: connections)
-        }
-    }
-
-    /// The polling-to-websocket upgrade: `2probe` answered with `3probe`, then `5` moves the session over.
-    static func upgrade(
-        _ session: EngineSession, _ inbound: WebSocketInboundStream, _ outbound: WebSocketOutboundWriter,
-        connections: Connections, settings: EngineSettings
-    ) async throws {
-        var messages = inbound.messages(maxSize: settings.maxPayload).makeAsyncIterator()
-        guard case .text("2probe")? = try await messages.next() else { return }
-        try await outbound.write(.text("3probe"))
-        session.releasePoll()
-        guard case .text("5")? = try await messages.next() else { return }
-        let stream = session.attachWebSocket()
-        try await run(session, stream, messages, outbound, connections: connections)
-    }
-
-    /// Writes the session's packets and reads the client's until either side ends.
-    static func run(
-        _ session: EngineSession, _ stream: AsyncStream<String>,
-        _ messages: WebSocketInboundMessageStream.AsyncIterator, _ outbound: WebSocketOutboundWriter,
-        connections: Connections
-    ) async throws {
-        // The writer sends what the session queues; when the session ends (ping timeout, server close) it
-        // closes the websocket, which ends the reading loop below.
-        let writer = Task {
-            for await packet in stream {
-                do { try await outbound.write(.text(packet)) } catch { break }
-            }
-            try? await outbound.close(.normalClosure, reason: nil)
-        }
-        var messages = messages
-        while let message = try? await messages.next() {
-            guard case .text(let text) = message else { continue }
-            if await !connections.receive(text[...], on: session) { break }
-        }
-        await connections.end(session, reason: .transportClose, notify: false)
-        writer.cancel()
-        await writer.value
     }
 }
 

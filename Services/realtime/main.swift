@@ -3,7 +3,6 @@
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -53,11 +52,8 @@ let app = runtime.makeApplication(
         subscriber, PingService(connections: connections),
         ReplicaRegistration(redis: runtime.redis, replicaID: replicaID, url: advertisedURL, logger: runtime.logger),
     ],
-    server: .http1WebSocketUpgrade(
-        configuration: .init(ws: .init(maxFrameSize: settings.maxPayload, autoPing: .disabled))
-    ) { head, _, _ in
-        WebSocketTransport(connections: connections, settings: settings, internalSecret: internalSecret)
-            .shouldUpgrade(head)
+    server: UpgradableHTTPChannel.builder { _ in
+        [WebSocketTransport.upgrader(connections: connections, settings: settings, internalSecret: internalSecret)]
     })
 try await app.runUntilStopped()
 try await httpClient.shutdown()
