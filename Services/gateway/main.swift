@@ -2,7 +2,6 @@
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
-import HummingbirdWebSocket
 import NIOPosix
 import Shared
 
@@ -34,9 +33,6 @@ let responder = GatewayResponder(
     cors: CORSPolicy(allowedOrigins: config.corsAllowOrigins),
     openAPI: OpenAPIDocument(client: httpClient, upstreams: config.upstreams, internalSecret: config.service.internalSecret),
     cache: cache, realtime: realtimeRoutes, logger: logger)
-// Websocket upgrades for Socket.IO are relayed to the realtime replicas; messages up to Engine.IO's maxPayload.
-let webSocketProxy = WebSocketProxy(
-    realtime: realtimeRoutes, internalSecret: config.service.internalSecret, maxMessageSize: 16 << 20, logger: logger)
 
 let follower = StreamFollower(redis: streamRedis, stream: EventStream.auth, logger: logger) { event in
     cache.apply(event: event)
@@ -44,9 +40,12 @@ let follower = StreamFollower(redis: streamRedis, stream: EventStream.auth, logg
 
 var app = Application(
     responder: responder,
-    server: .http1WebSocketUpgrade(
-        configuration: .init(ws: .init(maxFrameSize: 16 << 20, autoPing: .disabled))
-    ) { head, _, _ in await webSocketProxy.shouldUpgrade(head) },
+    // Socket.IO websocket upgrades are spliced through to the realtime replicas.
+    server: UpgradableHTTPChannel.builder(
+        refusal: .init(contentType: "application/json", body: #"{"detail":"This path does not take a websocket upgrade."}"#)
+    ) { _ in
+        [RealtimeSplice(realtime: realtimeRoutes, internalSecret: config.service.internalSecret, logger: logger)]
+    },
     configuration: .init(address: .hostname(config.service.host, port: config.service.port), serverName: "skiff-gateway"),
     logger: logger)
 app.addServices(follower)

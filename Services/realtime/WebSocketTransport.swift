@@ -199,6 +199,23 @@ final class EngineWebSocketHandler: ChannelInboundHandler, RemovableChannelHandl
         context.fireChannelInactive()
     }
 
+    /// The replica is stopping: the session ends with a close packet, so the client reconnects elsewhere.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            let connections = self.connections
+            switch phase {
+            case .attached(let session):
+                Task { await connections.end(session, reason: .serverClose, notify: true) }  // closes the socket
+            case .probing(let session):
+                Task { await connections.end(session, reason: .serverClose, notify: true) }
+                context.close(promise: nil)
+            case .fresh:
+                context.close(promise: nil)
+            }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
     }

@@ -52,7 +52,9 @@ let app = runtime.makeApplication(
         subscriber, PingService(connections: connections),
         ReplicaRegistration(redis: runtime.redis, replicaID: replicaID, url: advertisedURL, logger: runtime.logger),
     ],
-    server: UpgradableHTTPChannel.builder { _ in
+    server: UpgradableHTTPChannel.builder(
+        refusal: .init(contentType: "text/plain; charset=UTF-8", body: JSONValue.string("Bad Request").jsonText)
+    ) { _ in
         [WebSocketTransport.upgrader(connections: connections, settings: settings, internalSecret: internalSecret)]
     })
 try await app.runUntilStopped()
