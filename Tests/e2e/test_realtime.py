@@ -748,6 +748,28 @@ def test_unknown_ws_path_is_404(stack):
         expect_error(requests.get(stack.url(path), timeout=10), 404)
 
 
+def test_websocket_upgrades_the_gateway_cannot_place(stack):
+    """A websocket upgrade to a path that takes none answers 400 with a detail and does not hang; an upgrade
+    for a session no replica holds is accepted and closed at once (Socket.IO clients then reconnect)."""
+    ws_url = stack.url("/api/v1/chats/").replace("http://", "ws://")
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(ws_url, timeout=5)
+    assert refused.value.status_code == 400
+    assert json.loads(refused.value.resp_body)["detail"]
+
+    dead = "zzzz" + "".join(secrets.choice(string.ascii_letters) for _ in range(16))
+    url = stack.url(f"/ws/socket.io/?EIO=4&transport=websocket&sid={dead}").replace("http://", "ws://")
+    ws = websocket.create_connection(url, timeout=5)
+    opcode, _ = ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE
+    ws.close()
+    # The gateway still serves websockets afterwards.
+    ws = websocket.create_connection(stack.url("/ws/socket.io/?EIO=4&transport=websocket").replace("http://", "ws://"), timeout=5)
+    assert ws.recv().startswith("0{")
+    ws.close()
+    stack.assert_alive()
+
+
 # --------------------------------------------------------------------------------------------------
 # Ping / pong (interval and time-out of 1 s)
 
