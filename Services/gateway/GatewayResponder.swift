@@ -108,8 +108,9 @@ struct GatewayResponder: HTTPResponder {
             do {
                 upstreamResponse = try await proxy.forward(
                     request, path: path, to: .realtime, identity: identity, baseURL: url)
-            } catch {
-                // The replica holding the session is gone: so is the session.
+            } catch let error as APIError where error.status == .serviceUnavailable {
+                // The replica holding the session is gone: so is the session. (The client's own errors, such as
+                // a body over the limit, are answered as they are and say nothing about the replica.)
                 realtime.markUnreachable(url)
                 return Self.invalidSession(sid)
             }
@@ -140,7 +141,7 @@ struct GatewayResponder: HTTPResponder {
         for url in await realtime.handshakeURLs() {
             do {
                 return try await proxy.forward(request, path: path, to: .realtime, identity: identity, baseURL: url)
-            } catch {
+            } catch let error as APIError where error.status == .serviceUnavailable {
                 realtime.markUnreachable(url)
                 failure = error
             }

@@ -77,16 +77,22 @@ final class RealtimeRoutes: Sendable {
         return url
     }
 
-    /// Candidates for a new session, starting with the next in turn; replicas found unreachable go last.
+    /// Candidates for a new session: the reachable replicas starting with the next in turn, then those found
+    /// unreachable lately (a last resort).
     func handshakeURLs() async -> [String] {
         let registered = await replicas().values.sorted()
-        let urls = registered.filter { !isUnreachable($0) } + registered.filter(isUnreachable)
-        guard !urls.isEmpty else { return [fallback] }
+        guard !registered.isEmpty else { return [fallback] }
+        var reachable: [String] = []
+        var down: [String] = []
+        for url in registered {
+            if isUnreachable(url) { down.append(url) } else { reachable.append(url) }
+        }
+        guard !reachable.isEmpty else { return down }
         let turn = state.withLockedValue { state -> Int in
             defer { state.turn &+= 1 }
             return state.turn
         }
-        let start = turn % urls.count
-        return Array(urls[start...] + urls[..<start])
+        let start = turn % reachable.count
+        return Array(reachable[start...] + reachable[..<start]) + down
     }
 }

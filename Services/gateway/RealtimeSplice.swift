@@ -44,7 +44,7 @@ final class RealtimeSplice: NIOTypedHTTPServerProtocolUpgrader, Sendable {
         let request = forwardedHead(upgradeRequest, uri: uri, channel: channel)
         let promise = channel.eventLoop.makePromise(of: HTTPHeaders.self)
         promise.completeWithTask { [self] in
-            if let headers = try? await connectReplica(
+            if let headers = await connectReplica(
                 sid: sid, request: request, channel: channel, initialResponseHeaders: initialResponseHeaders)
             {
                 return headers
@@ -63,42 +63,42 @@ final class RealtimeSplice: NIOTypedHTTPServerProtocolUpgrader, Sendable {
     /// 101; nil when none switched protocols.
     private func connectReplica(
         sid: String?, request: HTTPRequestHead, channel: any Channel, initialResponseHeaders: HTTPHeaders
-    ) async throws -> HTTPHeaders? {
-            let candidates: [String]
-            if let sid {
-                guard let url = await realtime.url(forSession: sid) else {
-                    logger.debug("websocket for an unknown session", metadata: ["sid": "\(sid)"])
-                    return nil
-                }
-                candidates = [url]
-            } else {
-                candidates = await realtime.handshakeURLs()
+    ) async -> HTTPHeaders? {
+        let candidates: [String]
+        if let sid {
+            guard let url = await realtime.url(forSession: sid) else {
+                logger.debug("websocket for an unknown session", metadata: ["sid": "\(sid)"])
+                return nil
             }
-            for replica in candidates {
-                let connection: (any Channel, HTTPResponseHead)
-                do {
-                    connection = try await Self.open(replica, request: request, on: channel.eventLoop)
-                } catch {
-                    realtime.markUnreachable(replica)
-                    logger.debug("realtime replica unreachable", metadata: ["replica": "\(replica)", "error": "\(error)"])
-                    continue
-                }
-                let (upstreamChannel, head) = connection
-                guard head.status == .switchingProtocols else {
-                    // The replica refused (an ended session, say).
-                    upstreamChannel.close(promise: nil)
-                    return nil
-                }
-                upstream.withLockedValue { $0 = upstreamChannel }
-                // A client that goes before the splice takes the replica connection with it.
-                channel.closeFuture.whenComplete { _ in upstreamChannel.close(promise: nil) }
-                var headers = initialResponseHeaders
-                for name in ["sec-websocket-accept", "sec-websocket-extensions", "sec-websocket-protocol"] {
-                    for value in head.headers[name] { headers.add(name: name, value: value) }
-                }
-                return headers
+            candidates = [url]
+        } else {
+            candidates = await realtime.handshakeURLs()
+        }
+        for replica in candidates {
+            let connection: (any Channel, HTTPResponseHead)
+            do {
+                connection = try await Self.open(replica, request: request, on: channel.eventLoop)
+            } catch {
+                realtime.markUnreachable(replica)
+                logger.debug("realtime replica unreachable", metadata: ["replica": "\(replica)", "error": "\(error)"])
+                continue
             }
-            return nil
+            let (upstreamChannel, head) = connection
+            guard head.status == .switchingProtocols else {
+                // The replica refused (an ended session, say).
+                upstreamChannel.close(promise: nil)
+                return nil
+            }
+            upstream.withLockedValue { $0 = upstreamChannel }
+            // A client that goes before the splice takes the replica connection with it.
+            channel.closeFuture.whenComplete { _ in upstreamChannel.close(promise: nil) }
+            var headers = initialResponseHeaders
+            for name in ["sec-websocket-accept", "sec-websocket-extensions", "sec-websocket-protocol"] {
+                for value in head.headers[name] { headers.add(name: name, value: value) }
+            }
+            return headers
+        }
+        return nil
     }
 
     /// The `Sec-WebSocket-Accept` answer to a key (RFC 6455).
@@ -108,13 +108,16 @@ final class RealtimeSplice: NIOTypedHTTPServerProtocolUpgrader, Sendable {
     }
 
     func upgrade(channel: any Channel, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<UpgradeResult> {
-        guard let upstreamChannel = upstream.withLockedValue({ $0 }) else {
+        let taken = upstream.withLockedValue { stored -> (any Channel)? in
+            defer { stored = nil }
+            return stored
+        }
+        guard let upstreamChannel = taken else {
             // Accepted only to be closed: a close frame (1000), then the connection goes.
             let close = channel.allocator.buffer(bytes: [0x88, 0x02, 0x03, 0xE8])
             channel.writeAndFlush(close).whenComplete { _ in channel.close(promise: nil) }
             return channel.eventLoop.makeSucceededFuture(.upgraded)
         }
-        upstream.withLockedValue { $0 = nil }
         return channel.eventLoop.makeCompletedFuture {
             let (client, replica) = SpliceHandler.pair()
             try channel.pipeline.syncOperations.addHandler(client)

@@ -743,6 +743,27 @@ def test_polling_errors(stack):
     stack.assert_alive()
 
 
+def test_oversized_polling_body_is_413_and_spares_the_replica(make_stack):
+    """A client's own error on a polling request (a chunked body over the gateway's limit) answers 413 and does
+    not mark the replica unreachable: the replica's other sessions go on."""
+    s = make_stack(SKIFF_MAX_BODY_SIZE=4096)
+    first, second = Polling(s), Polling(s)
+
+    def chunks():
+        for _ in range(64):
+            yield b"4" * 1024
+
+    r = requests.post(s.url(EIO_PATH), params={"EIO": "4", "transport": "polling", "sid": first.sid},
+                      data=chunks(), headers={"Content-Type": "text/plain;charset=UTF-8"}, timeout=10)
+    assert r.status_code == 413, describe(r)
+    assert r.json()["detail"], describe(r)
+
+    r = second.post("40")
+    assert r.status_code == 200 and r.text == "OK", describe(r)
+    assert any(p.startswith("40") for p in second.get_packets()), second.seen
+    s.assert_alive()
+
+
 def test_unknown_ws_path_is_404(stack):
     for path in ["/ws/other", "/ws/other/?EIO=4&transport=polling"]:
         expect_error(requests.get(stack.url(path), timeout=10), 404)
