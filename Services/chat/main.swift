@@ -11,6 +11,7 @@ let router = runtime.makeRouter()
 let chats = ChatsController(history: history)
 router.addRoutes(chats.routes, atPath: "/api/v1/chats")
 router.addRoutes(chats.extraRoutes, atPath: "/api/v1/chats")
+router.addRoutes(chats.internalRoutes, atPath: "/internal/chats")
 router.addRoutes(FoldersController(history: history).routes, atPath: "/api/v1/folders")
 
 let relay = OutboxRelay(outbox: history.outbox, postgres: runtime.postgres, redis: runtime.redis, logger: runtime.logger)

@@ -5,6 +5,7 @@ import HTTPTypes
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 import Shared
 
 /// Checks a session token as the gateway does: signature and expiry, revocation, the user's session stamp,
@@ -24,26 +25,42 @@ struct TokenVerifier: Sendable {
     }
 }
 
-/// Whether a user may read a chat: asks the chat service, as that user, for the chat's pinned flag (the
-/// smallest answer of the routes that check access the way reading the chat does).
+/// What realtime asks the chat service, as the socket's user: whether they may read a chat (the chat's pinned
+/// flag is the smallest answer of the routes that check access the way reading the chat does), and stamping
+/// a chat read.
 struct ChatAccess: Sendable {
     let client: HTTPClient
     let chatURL: String
     let internalSecret: String
 
     func canRead(chatID: String, user: SocketUser) async -> Bool {
+        await call(.GET, "/api/v1/chats/", chatID, "/pinned", user: user) != nil
+    }
+
+    /// The `chat:list` data for the user's sockets once the chat is stamped read; nil when it is not theirs.
+    func stampRead(chatID: String, user: SocketUser) async -> JSONValue? {
+        guard let body = await call(.POST, "/internal/chats/", chatID, "/read", user: user) else { return nil }
+        return JSONValue.parse(String(buffer: body))
+    }
+
+    /// The body of a 200 answer, or nil for any other answer or failure.
+    private func call(_ method: NIOHTTP1.HTTPMethod, _ prefix: String, _ chatID: String, _ suffix: String, user: SocketUser)
+        async -> ByteBuffer?
+    {
         guard let escaped = chatID.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", "_"])) else {
-            return false
+            return nil
         }
-        var request = HTTPClientRequest(url: "\(chatURL)/api/v1/chats/\(escaped)/pinned")
+        var request = HTTPClientRequest(url: chatURL + prefix + escaped + suffix)
+        request.method = method
         var headers = HTTPFields()
         InternalHeader.write(
             Identity(userID: user.id, role: user.role, method: .jwt, name: user.name), secret: internalSecret,
             into: &headers)
         for field in headers { request.headers.add(name: field.name.rawName, value: field.value) }
-        guard let response = try? await client.execute(request, timeout: .seconds(5)) else { return false }
-        _ = try? await response.body.collect(upTo: 1 << 16)
-        return response.status.code == 200
+        guard let response = try? await client.execute(request, timeout: .seconds(5)),
+            let body = try? await response.body.collect(upTo: 1 << 20)
+        else { return nil }
+        return response.status.code == 200 ? body : nil
     }
 }
 
@@ -77,6 +94,57 @@ struct Presence: Sendable {
         _ = try? await redis.send(["DEL", Self.socketKey(socketID)])
         if let user { _ = try? await redis.send(["SREM", Self.userKey(user.id), socketID]) }
     }
+
+    static func chatKey(_ chatID: String) -> String { "skiff:rt:chat:\(chatID)" }
+
+    /// Adds a socket to a chat's viewers (`join`) or takes it out (`leave`), then publishes the chat's
+    /// `chat:presence` to its room, all in one script so that the last snapshot published is the newest.
+    /// Sockets whose presence key has expired (their replica died) are dropped on the way.
+    func chatPresence(_ chatID: String, socketID: String, user: SocketUser, joining: Bool) async {
+        let viewer = OrderedJSON.object(["id": .string(user.id), "name": .string(user.name)])
+        _ = try? await redis.send([
+            "EVAL", Self.presenceScript, "1", Self.chatKey(chatID), Self.socketKey(""), chatID, RealtimeBus.channel,
+            joining ? "join" : "leave", socketID, viewer, String(Self.lifetime * 2),
+        ])
+    }
+
+    /// Keeps a socket's chats from expiring while it sends heartbeats.
+    func refreshChats(_ chatIDs: [String]) async {
+        for chatID in chatIDs { _ = try? await redis.send(["EXPIRE", Self.chatKey(chatID), String(Self.lifetime * 2)]) }
+    }
+
+    /// KEYS[1] the chat's viewers (socket id -> {id, name}); ARGV: socket key prefix, chat id, bus channel,
+    /// join|leave, socket id, viewer, lifetime. Users are listed once each, sorted by id, as the original.
+    static let presenceScript = """
+        if ARGV[4] == 'join' then
+          redis.call('HSET', KEYS[1], ARGV[5], ARGV[6])
+          redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
+        else
+          redis.call('HDEL', KEYS[1], ARGV[5])
+        end
+        local entries = redis.call('HGETALL', KEYS[1])
+        local users, seen = {}, {}
+        for i = 1, #entries, 2 do
+          if redis.call('EXISTS', ARGV[1] .. entries[i]) == 1 then
+            local ok, viewer = pcall(cjson.decode, entries[i + 1])
+            if ok and type(viewer) == 'table' and type(viewer.id) == 'string' and not seen[viewer.id] then
+              seen[viewer.id] = true
+              users[#users + 1] = viewer
+            end
+          else
+            redis.call('HDEL', KEYS[1], entries[i])
+          end
+        end
+        table.sort(users, function(a, b) return a.id < b.id end)
+        local parts = {}
+        for _, viewer in ipairs(users) do
+          parts[#parts + 1] = '{"id":' .. cjson.encode(viewer.id) .. ',"name":' .. cjson.encode(tostring(viewer.name or '')) .. '}'
+        end
+        local chat = cjson.encode(ARGV[2])
+        redis.call('PUBLISH', ARGV[3], '{"to":{"room":' .. cjson.encode('chat:' .. ARGV[2]) .. '},"event":"events","data":{"chat_id":'
+          .. chat .. ',"shared":true,"data":{"type":"chat:presence","data":{"users":[' .. table.concat(parts, ',') .. ']}}}}')
+        return #users
+        """
 
     func usage(model: String, socketID: String) async {
         _ = try? await redis.send(["ZADD", Self.usageKey(model), String(Int(Date().timeIntervalSince1970)), socketID])
@@ -136,6 +204,15 @@ final class Connections: Sendable {
         guard let socketID = state.sid else { return }
         hub.remove(socketID, rooms: state.rooms)
         await presence.remove(socketID, state.user)
+        if let user = state.user {
+            for chatID in Self.chatIDs(in: state.rooms) {
+                await presence.chatPresence(chatID, socketID: socketID, user: user, joining: false)
+            }
+        }
+    }
+
+    static func chatIDs(in rooms: Set<String>) -> [String] {
+        rooms.compactMap { $0.hasPrefix("chat:") ? String($0.dropFirst(5)) : nil }
     }
 
     /// Sends pings when due and ends the sessions that missed their pong; runs until cancelled.
@@ -255,6 +332,7 @@ final class Connections: Sendable {
         case "heartbeat":
             guard let user else { return await kick(session) }
             await presence.refresh(socketID, user)
+            await presence.refreshChats(Self.chatIDs(in: session.socketIO.withLockedValue { $0.rooms }))
             return .answer(nil)
         case "usage":
             guard let user else { return await kick(session) }
@@ -298,11 +376,22 @@ final class Connections: Sendable {
                 return .answer(.bool(false))
             }
             hub.join("chat:\(chatID)", socketID, session: session)
+            await presence.chatPresence(chatID, socketID: socketID, user: user, joining: true)
             return .answer(.bool(true))
         case "leave":
             guard let chatID, Self.isSavedChatID(chatID) else { return .answer(.bool(false)) }
             hub.leave("chat:\(chatID)", socketID, session: session)
+            await presence.chatPresence(chatID, socketID: socketID, user: user, joining: false)
             return .answer(.bool(true))
+        case "last_read_at":
+            guard let chatID else { return .noAnswer }
+            if let read = await chats.stampRead(chatID: chatID, user: user) {
+                let payload: JSONValue = .object([
+                    "chat_id": .string(chatID), "data": .object(["type": .string("chat:list"), "data": read]),
+                ])
+                await bus.emit("events", payload, to: .user(user.id))
+            }
+            return .answer(nil)
         case "typing":
             guard let chatID, Self.isSavedChatID(chatID), body["data"]?["typing"]?.boolValue != nil,
                 session.socketIO.withLockedValue({ $0.rooms.contains("chat:\(chatID)") })

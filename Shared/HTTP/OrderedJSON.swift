@@ -8,6 +8,11 @@ public enum OrderedJSON {
         "{" + pairs.map { JSONValue.string($0.key).jsonText + ":" + $0.value.jsonText }.joined(separator: ",") + "}"
     }
 
+    /// The same, from pairs gathered at run time.
+    public static func object(_ pairs: [(String, JSONValue)]) -> String {
+        "{" + pairs.map { JSONValue.string($0.0).jsonText + ":" + $0.1.jsonText }.joined(separator: ",") + "}"
+    }
+
     /// A JSON array of already-encoded items.
     public static func array(_ items: [String]) -> String {
         "[" + items.joined(separator: ",") + "]"

@@ -46,6 +46,7 @@ from stacklib import (
     expect_ok,
     jwt_decode_unverified,
     jwt_sign,
+    redis_cli,
     sample_chat,
 )
 
@@ -630,6 +631,105 @@ def test_unknown_and_reserved_events(stack, make_user, clients):
     assert a.wait_event(lambda d: d.get("marker") == m) is not None
 
 
+def presence_of(chat_id: str) -> Callable[[Any], bool]:
+    return lambda d: d.get("chat_id") == chat_id and d["data"]["type"] == "chat:presence"
+
+
+def test_chat_presence_on_join_leave_and_disconnect(stack, make_user, clients):
+    """`chat:presence` goes to the chat's room after every join, leave and disconnect: the users whose sockets
+    are in the chat, once each, sorted by id; sockets whose presence expired (a dead replica's) drop out."""
+    alice = make_user()
+    chat_id = new_chat(stack, alice)
+    me = {"id": alice["id"], "name": alice["name"]}
+    a1 = clients(stack, token=alice["token"])
+    a2 = clients(stack, token=alice["token"])
+    join = {"chat_id": chat_id, "data": {"type": "join"}}
+
+    assert a1.call("events:chat", join) is True
+    got = a1.wait_event(presence_of(chat_id))
+    assert got == {"chat_id": chat_id, "shared": True, "data": {"type": "chat:presence", "data": {"users": [me]}}}
+
+    # Another user's socket (as on a replica elsewhere) that is alive, and one whose presence key expired.
+    key = f"skiff:rt:chat:{chat_id}"
+    live, ghost = "live" + secrets.token_hex(8), "ghost" + secrets.token_hex(8)
+    other = {"id": "0" * 8 + "-live", "name": "Zed"}
+    redis_cli(stack.redis_url, "SET", f"skiff:rt:sess:{live}", json.dumps(other), "EX", "60")
+    redis_cli(stack.redis_url, "HSET", key, live, json.dumps(other), ghost, json.dumps({"id": "zzz", "name": "Ghost"}))
+
+    a1.received.clear()
+    assert a2.call("events:chat", join) is True
+    for c in (a1, a2):
+        got = c.wait_event(presence_of(chat_id))
+        assert got and got["data"]["data"]["users"] == sorted([me, other], key=lambda u: u["id"]), got
+    assert ghost not in redis_cli(stack.redis_url, "HKEYS", key).stdout, "an expired socket stays listed"
+
+    # One of alice's sockets leaving keeps her listed (the other is still there).
+    a2.received.clear()
+    assert a1.call("events:chat", {"chat_id": chat_id, "data": {"type": "leave"}}) is True
+    got = a2.wait_event(presence_of(chat_id))
+    assert got and got["data"]["data"]["users"] == sorted([me, other], key=lambda u: u["id"])
+
+    # The live stranger's socket goes away; alice's last socket disconnecting empties her entry.
+    redis_cli(stack.redis_url, "DEL", f"skiff:rt:sess:{live}")
+    a2.received.clear()
+    assert a1.call("events:chat", join) is True
+    got = a2.wait_event(presence_of(chat_id))
+    assert got and got["data"]["data"]["users"] == [me]
+    a1.close()
+    a2.close()
+    assert wait_for(lambda: redis_cli(stack.redis_url, "HLEN", key).stdout.strip() in ("0", ""), 10), (
+        "sockets that disconnected stay in the chat's presence")
+
+
+def last_read(stack: Stack, user: dict, chat_id: str) -> int:
+    listed = expect_ok(stack.get(f"/api/v1/chats/folder/{expect_ok(stack.get(f'/api/v1/chats/{chat_id}', user['token']))['folder_id']}/list", user["token"]))
+    return next(c["last_read_at"] for c in listed if c["id"] == chat_id)
+
+
+def test_events_chat_last_read_at(stack, make_user, clients):
+    """`last_read_at` stamps the chat read and tells every socket of the user (`chat:list`), with the folders'
+    unread counts when the chat had been unread; another user's chat is left alone."""
+    alice, bob = make_user(), make_user()
+    chat_id = new_chat(stack, alice)
+    folder = expect_ok(stack.post("/api/v1/folders/", alice["token"], json={"name": "Reading " + marker()}))
+    expect_ok(stack.post(f"/api/v1/chats/{chat_id}/folder", alice["token"], json={"folder_id": folder["id"]}))
+    unread = expect_ok(stack.post(f"/api/v1/chats/{chat_id}/unread", alice["token"]))
+    assert unread["folder_unread_counts"] == {folder["id"]: 1}, unread
+    a1 = clients(stack, token=alice["token"])
+    a2 = clients(stack, token=alice["token"])
+    b = clients(stack, token=bob["token"])
+
+    def chat_list(d: Any) -> bool:
+        return d.get("chat_id") == chat_id and d["data"]["type"] == "chat:list"
+
+    before = int(time.time())
+    assert a1.call("events:chat", {"chat_id": chat_id, "data": {"type": "last_read_at"}}) is None
+    for c in (a1, a2):
+        got = c.wait_event(chat_list)
+        assert got is not None, c.received[-5:]
+        data = got["data"]["data"]
+        assert got == {"chat_id": chat_id, "data": {"type": "chat:list", "data": data}}
+        assert data["chat_id"] == chat_id and data["last_read_at"] >= before
+        assert data["folder_unread_counts"] == {folder["id"]: 0}, data
+    assert last_read(stack, alice, chat_id) == data["last_read_at"]
+
+    # Read already: no folder counts this time.
+    a1.received.clear()
+    assert a1.call("events:chat", {"chat_id": chat_id, "data": {"type": "last_read_at"}}) is None
+    got = a1.wait_event(chat_list)
+    assert got is not None and "folder_unread_counts" not in got["data"]["data"], got
+
+    # Bob cannot stamp alice's chat, and nobody hears of it.
+    expect_ok(stack.post(f"/api/v1/chats/{chat_id}/unread", alice["token"]))
+    a1.received.clear()
+    assert b.call("events:chat", {"chat_id": chat_id, "data": {"type": "last_read_at"}}) is None
+    assert b.call("events:chat", {"chat_id": str(uuid.uuid4()), "data": {"type": "last_read_at"}}) is None
+    settle(stack, a1, b)
+    assert not a1.find(chat_list) and not b.find(chat_list)
+    assert last_read(stack, alice, chat_id) == 0
+    assert b.connected and a1.connected
+
+
 def test_message_event_route_reaches_owner(stack, make_user, clients):
     alice, bob = make_user(), make_user()
     chat_id = new_chat(stack, alice)
@@ -911,6 +1011,9 @@ def test_two_replicas_deliver_everywhere(rt2, rt2_user, clients):
     # A chat room spanning both replicas.
     assert a_on_a.call("events:chat", {"chat_id": chat_id, "data": {"type": "join"}}) is True
     assert a_on_b.call("events:chat", {"chat_id": chat_id, "data": {"type": "join"}}) is True
+    me = {"id": alice["id"], "name": alice["name"]}
+    for c in (a_on_a, a_on_b):  # presence is computed from Redis, so it spans the replicas
+        assert c.wait_event(lambda d: presence_of(chat_id)(d) and d["data"]["data"]["users"] == [me]), c.replica
     m = marker()
     publish(rt2, {"room": f"chat:{chat_id}"}, {"marker": m}, skip=a_on_a.sid)
     assert a_on_b.wait_event(lambda d: d.get("marker") == m) is not None

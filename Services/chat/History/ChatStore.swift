@@ -313,6 +313,21 @@ struct ChatStore: Sendable {
         return count
     }
 
+    /// Stamps one of the user's chats read now (the socket's `last_read_at`); nil when the chat is not theirs.
+    /// `wasUnread` says whether it had changed since it was last read, as the original decides.
+    func stampRead(id: String, userID: String, now: Int, on connection: PostgresConnection) async throws
+        -> (lastReadAt: Int, wasUnread: Bool)?
+    {
+        let rows = try await connection.query(
+            """
+            UPDATE chat.chats c SET last_read_at = \(now)
+            FROM (SELECT id, last_read_at FROM chat.chats WHERE id = \(id) AND user_id = \(userID) FOR UPDATE) p
+            WHERE c.id = p.id RETURNING (p.last_read_at IS NULL OR c.updated_at > p.last_read_at)
+            """, logger: logger)
+        for try await wasUnread in rows.decode(Bool.self) { return (now, wasUnread) }
+        return nil
+    }
+
     /// The chats of a folder as `/folders/{id}/shared/chats` lists them, and their total.
     func folderShareList(
         folderID: String, userID: String, ownerName: String, limit: Int, offset: Int

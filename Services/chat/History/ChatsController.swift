@@ -12,6 +12,13 @@ struct ChatsController {
     static let somethingWrong = APIError(.unauthorized, "Something went wrong :/")
     static let audience = APIError(.forbidden, "You do not have permission to share with the requested audience")
 
+    /// Routes only other services call (the gateway does not route `/internal`).
+    var internalRoutes: RouteCollection<ServiceRequestContext> {
+        let routes = RouteCollection(context: ServiceRequestContext.self)
+        routes.post(":id/read", use: stampRead)
+        return routes
+    }
+
     var routes: RouteCollection<ServiceRequestContext> {
         let routes = RouteCollection(context: ServiceRequestContext.self)
         routes.get("/", use: list)
@@ -716,6 +723,27 @@ struct ChatsController {
                 "chat_id": .string(id), "last_read_at": .int(0), "folder_id": JSONValue(folder),
                 "folder_unread_counts": .object(unread.mapValues(JSONValue.int)),
             ]))
+    }
+
+    /// `POST /internal/chats/{id}/read` (realtime's `events:chat` `last_read_at`): stamps the chat read and
+    /// answers the `chat:list` data the user's sockets get, with `folder_unread_counts` when it was unread.
+    @Sendable func stampRead(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let now = Int(Date().timeIntervalSince1970)
+        let answer = try await history.transaction { connection -> String? in
+            guard let (lastReadAt, wasUnread) = try await history.chats.stampRead(
+                id: id, userID: user.userID, now: now, on: connection)
+            else { return nil }
+            var data: [(String, JSONValue)] = [("chat_id", .string(id)), ("last_read_at", .int(lastReadAt))]
+            if wasUnread {
+                let counts = try await history.folders.unreadTotals(userID: user.userID, on: connection)
+                data.append(("folder_unread_counts", .object(counts.mapValues(JSONValue.int))))
+            }
+            return OrderedJSON.object(data)
+        }
+        guard let answer else { throw APIError.notFound }
+        return JSONResponse.text(answer)
     }
 
     // MARK: Tags
