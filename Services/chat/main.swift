@@ -1,4 +1,5 @@
 // The chat service: chat history, folders, tags and shares (later: models and completions).
+import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import Shared
@@ -13,6 +14,13 @@ router.addRoutes(chats.routes, atPath: "/api/v1/chats")
 router.addRoutes(chats.extraRoutes, atPath: "/api/v1/chats")
 router.addRoutes(chats.internalRoutes, atPath: "/internal/chats")
 router.addRoutes(FoldersController(history: history).routes, atPath: "/api/v1/folders")
+let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+let auth = AuthLookup(
+    client: httpClient, baseURL: config.environment.string("SKIFF_AUTH_URL", default: "http://127.0.0.1:8081"),
+    internalSecret: config.internalSecret)
+let notes = NotesController(history: history, policies: PolicyCache(auth: auth), auth: auth)
+router.addRoutes(notes.routes, atPath: "/api/v1/notes")
+router.addRoutes(notes.internalRoutes, atPath: "/internal/notes")
 
 let relay = OutboxRelay(outbox: history.outbox, postgres: runtime.postgres, redis: runtime.redis, logger: runtime.logger)
 // A deleted user's chats, folders, tags and shares go too; the consumer group makes sure one replica does it
@@ -28,3 +36,4 @@ let app = runtime.makeApplication(
     migrations: Bundle.module.url(forResource: "Migrations", withExtension: nil)!,
     services: [relay, accountEvents])
 try await app.runUntilStopped()
+try await httpClient.shutdown()

@@ -43,15 +43,37 @@ struct ChatAccess: Sendable {
         return JSONValue.parse(String(buffer: body))
     }
 
+    /// The note as `GET /api/v1/notes/{id}` answers the user (with `write_access`); nil when they may not read it.
+    func note(_ noteID: String, user: SocketUser) async -> JSONValue? {
+        guard let body = await call(.GET, "/api/v1/notes/", noteID, "", user: user) else { return nil }
+        return JSONValue.parse(String(buffer: body))
+    }
+
+    /// Saves a collaborative document's content into its note, as the user; false when refused.
+    func saveNote(_ noteID: String, data: JSONValue, user: SocketUser) async -> Bool {
+        let body = OrderedJSON.object(["data": data])
+        return await call(.POST, "/internal/notes/", noteID, "/content", user: user, body: body) != nil
+    }
+
+    /// Whether the user still gets 200 from `GET path` (a room's access check after its grants changed).
+    func allows(_ path: String, user: SocketUser) async -> Bool {
+        await call(.GET, path, "", "", user: user) != nil
+    }
+
     /// The body of a 200 answer, or nil for any other answer or failure.
-    private func call(_ method: NIOHTTP1.HTTPMethod, _ prefix: String, _ chatID: String, _ suffix: String, user: SocketUser)
-        async -> ByteBuffer?
-    {
-        guard let escaped = chatID.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", "_"])) else {
+    private func call(
+        _ method: NIOHTTP1.HTTPMethod, _ prefix: String, _ id: String, _ suffix: String, user: SocketUser,
+        body: String? = nil
+    ) async -> ByteBuffer? {
+        guard let escaped = id.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", "_"])) else {
             return nil
         }
         var request = HTTPClientRequest(url: chatURL + prefix + escaped + suffix)
         request.method = method
+        if let body {
+            request.body = .bytes(ByteBuffer(string: body))
+            request.headers.add(name: "Content-Type", value: "application/json")
+        }
         var headers = HTTPFields()
         InternalHeader.write(
             Identity(userID: user.id, role: user.role, method: .jwt, name: user.name), secret: internalSecret,
@@ -162,6 +184,8 @@ final class Connections: Sendable {
     let presence: Presence
     let bus: RealtimeBus
     let logger: Logger
+    let documents: DocumentStore
+    let saves = PendingSaves()
     private let sessions = NIOLockedValueBox<[String: EngineSession]>([:])
 
     init(
@@ -175,6 +199,7 @@ final class Connections: Sendable {
         self.presence = presence
         self.bus = bus
         self.logger = logger
+        self.documents = DocumentStore(redis: presence.redis)
     }
 
     func open(transport: EngineSession.Transport) -> EngineSession {
@@ -208,6 +233,30 @@ final class Connections: Sendable {
             for chatID in Self.chatIDs(in: state.rooms) {
                 await presence.chatPresence(chatID, socketID: socketID, user: user, joining: false)
             }
+        }
+        for document in await documents.documents(of: socketID) {
+            await leaveDocument(document, socketID: socketID, session: nil, userID: state.user?.id ?? socketID)
+        }
+    }
+
+    /// Room control from services: `close` empties a room; `recheck` keeps only the sockets whose user still
+    /// gets 200 from the room's access route.
+    func control(_ message: JSONValue) async {
+        guard let room = message["room"]?.stringValue else { return }
+        let members = hub.members(of: room)
+        switch message["control"]?.stringValue {
+        case "close":
+            for (socketID, session) in members { hub.leave(room, socketID, session: session) }
+        case "recheck":
+            guard let path = message["access"]?.stringValue else { return }
+            for (socketID, session) in members {
+                let user = session.socketIO.withLockedValue { $0.user }
+                if let user, user.role == "admin" { continue }
+                if let user, await chats.allows(path, user: user) { continue }
+                hub.leave(room, socketID, session: session)
+            }
+        default:
+            break
         }
     }
 
@@ -343,11 +392,15 @@ final class Connections: Sendable {
         case "events:chat":
             guard let user else { return await kick(session) }
             return await chatEvent(data, user: user, socketID: socketID, session: session)
-        case "join-channels", "join-note", "events:channel":
-            return .answer(nil)  // no channels or notes yet: the socket joins no such room
+        case "join-note":
+            return await joinNote(data, socketID: socketID, session: session)
+        case "join-channels", "events:channel":
+            return .answer(nil)  // no channels yet: the socket joins no such room
         default:
             if name.hasPrefix("encryption:") { return .answer(Self.privateChatUnavailable) }
-            if name.hasPrefix("ydoc:") { return .answer(nil) }
+            if name.hasPrefix("ydoc:") {
+                return await documentEvent(name, data, user: user, socketID: socketID, session: session)
+            }
             // Other events fall to the original's catch-all; names with two colons need a signed-in socket.
             if name.filter({ $0 == ":" }).count == 2, user == nil { return await kick(session) }
             return .answer(nil)
@@ -355,7 +408,7 @@ final class Connections: Sendable {
     }
 
     /// The original disconnects a socket that sends a signed-in event without a valid session.
-    private func kick(_ session: EngineSession) async -> EventResult {
+    func kick(_ session: EngineSession) async -> EventResult {
         session.send("41")
         await disconnectSocket(session)
         return .noAnswer

@@ -107,6 +107,13 @@ final class SocketHub: Sendable {
         if state.rooms[room]?.isEmpty == true { state.rooms[room] = nil }
     }
 
+    /// The local sockets in a room.
+    func members(of room: String) -> [(String, EngineSession)] {
+        state.withLockedValue { state in
+            (state.rooms[room] ?? []).compactMap { id in state.sockets[id].map { (id, $0) } }
+        }
+    }
+
     /// Sends an Engine.IO packet to the local sockets a target names; returns how many got it.
     @discardableResult
     func deliver(_ packet: String, room: String? = nil, socketID: String? = nil, skip: String? = nil) -> Int {

@@ -42,6 +42,13 @@ router.on("/ws/socket.io", method: .options) { _, _ in PollingTransport.text("OK
 let subscriber = try RedisSubscriber(
     address: RedisAddress(url: runtime.config.redisURL), channels: [RealtimeBus.channel], logger: runtime.logger
 ) { message in
+    if message.payload.hasPrefix(RealtimeBus.controlPrefix) {
+        guard let control = JSONValue.parse(String(message.payload.dropFirst(RealtimeBus.controlPrefix.count))) else {
+            return
+        }
+        Task { await connections.control(control) }
+        return
+    }
     connections.hub.deliver(busMessage: message.payload)
 }
 

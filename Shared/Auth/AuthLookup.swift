@@ -43,10 +43,31 @@ public struct AuthLookup: Sendable {
         try await get("/internal/principals/api-keys/\(apiKeyHash)", as: PrincipalInfo.self)
     }
 
+    /// A user's effective permissions and the feature switches (`{"permissions": ..., "features": ...}`).
+    public func userPolicy(userID: String) async throws -> UserPolicy {
+        guard let escaped = userID.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])),
+            let policy = try await get("/internal/policy/users/\(escaped)", as: UserPolicy.self)
+        else { throw APIError.unavailable }
+        return policy
+    }
+
     public func policy() async throws -> GatewayPolicy {
         guard let policy = try await get("/internal/gateway-config", as: GatewayPolicy.self) else {
             throw APIError.unavailable
         }
         return policy
+    }
+}
+
+/// A user's effective permissions (defaults plus their groups' grants) and the admin's feature switches.
+public struct UserPolicy: Codable, Sendable {
+    public var permissions: JSONValue
+    public var features: [String: Bool]
+
+    /// Whether a permission such as `sharing.notes` is granted (Python truthiness of the leaf).
+    public func allows(_ path: String) -> Bool {
+        var current: JSONValue? = permissions
+        for part in path.split(separator: ".") { current = current?[String(part)] }
+        return current?.isTruthy ?? false
     }
 }

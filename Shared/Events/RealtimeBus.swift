@@ -46,6 +46,28 @@ public struct RealtimeBus: Sendable {
             return false
         }
     }
+
+    /// Every socket leaves `room` (a deleted note's rooms, say).
+    public func closeRoom(_ room: String) async {
+        await control(["control": .string("close"), "room": .string(room)])
+    }
+
+    /// Each socket in `room` stays only if its user still gets 200 from `GET access` on the chat service (a
+    /// note whose grants changed, say).
+    public func recheckRoom(_ room: String, access: String) async {
+        await control(["control": .string("recheck"), "room": .string(room), "access": .string(access)])
+    }
+
+    /// Marks room control messages on the channel (emits are plain JSON objects).
+    public static let controlPrefix = "control:"
+
+    private func control(_ message: [String: JSONValue]) async {
+        do {
+            _ = try await redis.send(["PUBLISH", Self.channel, Self.controlPrefix + JSONValue.object(message).jsonText])
+        } catch {
+            logger.warning("realtime publish failed", metadata: ["control": "\(message["control"] ?? .null)"])
+        }
+    }
 }
 
 /// The realtime replicas gateways can reach: a Redis hash from replica tag (the first four characters of the

@@ -30,3 +30,18 @@ extension JSONValue {
         self = number.map(JSONValue.int) ?? .null
     }
 }
+
+extension JSONValue {
+    /// Python truthiness.
+    public var isTruthy: Bool {
+        switch self {
+        case .null: false
+        case .bool(let value): value
+        case .int(let value): value != 0
+        case .double(let value): value != 0
+        case .string(let value): !value.isEmpty
+        case .array(let value): !value.isEmpty
+        case .object(let value): !value.isEmpty
+        }
+    }
+}

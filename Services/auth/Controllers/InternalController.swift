@@ -11,6 +11,7 @@ struct InternalController {
         routes.get("principals/users/:id", use: userPrincipal)
         routes.get("principals/api-keys/:hash", use: apiKeyPrincipal)
         routes.get("gateway-config", use: gatewayConfig)
+        routes.get("policy/users/:id", use: userPolicy)
         return routes
     }
 
@@ -32,6 +33,18 @@ struct InternalController {
             PrincipalInfo(
                 id: owner.id, role: owner.role, sessionStamp: nil, apiKeysPermitted: permitted, name: owner.name,
                 email: owner.email, groupIDs: owner.groups))
+    }
+
+    /// What other services need to decide a user's access to workspace features: their effective permissions
+    /// and the admin switches of those features.
+    @Sendable func userPolicy(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        let config = try await accounts.config.fresh()
+        return JSONResponse.text(
+            OrderedJSON.object([
+                "permissions": try await accounts.permissions(ofUser: id),
+                "features": .object(["notes": .bool(config.bool("ENABLE_NOTES"))]),
+            ]))
     }
 
     @Sendable func gatewayConfig(_ request: Request, context: ServiceRequestContext) async throws -> Response {

@@ -61,18 +61,3 @@ enum Permissions {
         return current?.isTruthy ?? false
     }
 }
-
-extension JSONValue {
-    /// Python truthiness.
-    var isTruthy: Bool {
-        switch self {
-        case .null: false
-        case .bool(let value): value
-        case .int(let value): value != 0
-        case .double(let value): value != 0
-        case .string(let value): !value.isEmpty
-        case .array(let value): !value.isEmpty
-        case .object(let value): !value.isEmpty
-        }
-    }
-}

@@ -1,0 +1,140 @@
+// Access grants on workspace resources (notes now; prompts, tools and models later), as the real server keeps
+// them: who (`user` by id or `*`, `group`, `anyone`) may `read` or `write` which resource, plus the sharing
+// policy that decides which grants a user may hand out.
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import PostgresNIO
+import Shared
+
+/// One grant as a client sends it, normalised (unknown principal types, permissions and empty ids dropped).
+struct AccessGrant: Sendable, Hashable {
+    var principalType: String
+    var principalID: String
+    var permission: String
+
+    var isPublic: Bool { principalType == "user" && principalID == "*" }
+
+    /// The original's `normalize_access_grants`: valid entries only, one per (type, id, permission).
+    static func normalize(_ items: [JSONValue]?) -> [AccessGrant] {
+        var result: [AccessGrant] = []
+        for item in items ?? [] {
+            guard let type = item["principal_type"]?.stringValue, ["user", "group", "anyone"].contains(type),
+                let permission = item["permission"]?.stringValue, ["read", "write"].contains(permission),
+                let id = item["principal_id"]?.stringValue, !id.isEmpty
+            else { continue }
+            if type == "anyone", id != "*" || permission != "read" { continue }
+            let grant = AccessGrant(principalType: type, principalID: id, permission: permission)
+            if !result.contains(grant) { result.append(grant) }
+        }
+        return result
+    }
+}
+
+/// The sharing keys of one resource type: the permission to share at all and the one to share with everyone.
+struct SharingPolicy: Sendable {
+    var share: String?
+    var makePublic: String?
+
+    static let note = SharingPolicy(share: "sharing.notes", makePublic: "sharing.public_notes")
+
+    static let audience = APIError(.forbidden, "You do not have permission to share with the requested audience")
+
+    /// What a user may hand out of `grants` (the original's `filter_allowed_access_grants`); `anyone` grants are
+    /// never kept for these resource types.
+    func allowed(_ grants: [AccessGrant], user: Identity, policy: UserPolicy?) -> [AccessGrant] {
+        var grants = grants.filter { $0.principalType != "anyone" }
+        if makePublic == nil { grants.removeAll(where: \.isPublic) }
+        if user.isAdmin || grants.isEmpty { return grants }
+        guard let policy else { return [] }
+        if let share, !policy.allows(share) { return [] }
+        return grants.filter { grant in
+            if grant.isPublic { return makePublic.map(policy.allows) ?? false }
+            return policy.allows(grant.principalType == "user" ? "access_grants.allow_users" : "access_grants.allow_groups")
+        }
+    }
+
+    /// The original's `validate_access_grants`: all or nothing, 403 when any grant is not the user's to give.
+    func validate(_ grants: [AccessGrant], user: Identity, policy: UserPolicy?) throws -> [AccessGrant] {
+        let allowed = allowed(grants, user: user, policy: policy)
+        guard allowed.count == grants.count else { throw Self.audience }
+        return allowed
+    }
+}
+
+/// Users' policies from auth, kept a few seconds so a burst of requests asks once.
+final class PolicyCache: Sendable {
+    let auth: AuthLookup
+    private let entries = NIOLockedValueBox<[String: (UserPolicy, ContinuousClock.Instant)]>([:])
+    static let lifetime = Duration.seconds(5)
+
+    init(auth: AuthLookup) {
+        self.auth = auth
+    }
+
+    func policy(_ userID: String) async throws -> UserPolicy {
+        let now = ContinuousClock.now
+        if let (policy, fetched) = entries.withLockedValue({ $0[userID] }), now - fetched < Self.lifetime { return policy }
+        let policy = try await auth.userPolicy(userID: userID)
+        entries.withLockedValue { entries in
+            if entries.count > 10_000 { entries.removeAll() }
+            entries[userID] = (policy, now)
+        }
+        return policy
+    }
+}
+
+/// The `access_grants` table.
+struct GrantStore: Sendable {
+    let logger: Logger
+
+    /// `access_grants` of one resource as `AccessGrantModel` JSON, oldest first (SQL over the resource id `idSQL`).
+    static func listJSON(type: String, idSQL: String) -> String {
+        """
+        (SELECT coalesce(json_agg(json_build_object('id', g.id, 'resource_type', g.resource_type,
+            'resource_id', g.resource_id, 'principal_type', g.principal_type, 'principal_id', g.principal_id,
+            'permission', g.permission, 'created_at', g.created_at) ORDER BY g.created_at, g.id), '[]'::json)
+         FROM chat.access_grants g WHERE g.resource_type = '\(type)' AND g.resource_id = \(idSQL))
+        """
+    }
+
+    /// SQL true when the user holds `permission` on the resource through a grant (to everyone, to them, or to
+    /// one of their groups); the caller binds the placeholders.
+    static func grantedSQL(type: String, idSQL: String, permission: String, user: String, groups: String) -> String {
+        """
+        EXISTS (SELECT 1 FROM chat.access_grants g WHERE g.resource_type = '\(type)' AND g.resource_id = \(idSQL)
+            AND g.permission = \(permission) AND ((g.principal_type = 'user' AND g.principal_id IN ('*', \(user)))
+            OR (g.principal_type = 'group' AND g.principal_id = ANY(\(groups)))))
+        """
+    }
+
+    func has(
+        _ permission: String, type: String, id: String, user: Identity, on connection: PostgresConnection
+    ) async throws -> Bool {
+        let rows = try await connection.query(
+            """
+            SELECT 1 FROM chat.access_grants g WHERE g.resource_type = \(type) AND g.resource_id = \(id)
+            AND g.permission = \(permission) AND ((g.principal_type = 'user' AND g.principal_id IN ('*', \(user.userID)))
+            OR (g.principal_type = 'group' AND g.principal_id = ANY(\(user.groupIDs)))) LIMIT 1
+            """, logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    func replace(
+        _ grants: [AccessGrant], type: String, id: String, now: Int, on connection: PostgresConnection
+    ) async throws {
+        try await connection.query(
+            "DELETE FROM chat.access_grants WHERE resource_type = \(type) AND resource_id = \(id)", logger: logger)
+        guard !grants.isEmpty else { return }
+        let ids = grants.map { _ in UUID().uuidString.lowercased() }
+        try await connection.query(
+            """
+            INSERT INTO chat.access_grants (id, resource_type, resource_id, principal_type, principal_id, permission, created_at)
+            SELECT g.id, \(type), \(id), g.principal_type, g.principal_id, g.permission, \(now)
+            FROM unnest(\(ids)::text[], \(grants.map(\.principalType))::text[], \(grants.map(\.principalID))::text[],
+                \(grants.map(\.permission))::text[]) AS g(id, principal_type, principal_id, permission)
+            ON CONFLICT DO NOTHING
+            """, logger: logger)
+    }
+}

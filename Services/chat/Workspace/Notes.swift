@@ -1,0 +1,503 @@
+// /api/v1/notes: a user's notes (title and `data.content` in its md/html/json forms), pins, sharing by access
+// grants, and the note's room on realtime (`events:note` to `note:{id}` on every update).
+import Foundation
+import Hummingbird
+import Logging
+import PostgresNIO
+import Shared
+
+struct NotesController {
+    let history: ChatHistory
+    let policies: PolicyCache
+    let auth: AuthLookup
+    var grants: GrantStore { GrantStore(logger: history.logger) }
+    var logger: Logger { history.logger }
+
+    static let somethingWrong = APIError(.forbidden, "Something went wrong :/")
+    static let pageSize = 60
+
+    var routes: RouteCollection<ServiceRequestContext> {
+        let routes = RouteCollection(context: ServiceRequestContext.self)
+        routes.get("/", use: list)
+        routes.get("pinned", use: pinned)
+        routes.get("search", use: search)
+        routes.post("create", use: create)
+        routes.get(":id", use: get)
+        routes.get(":id/chats", use: chats)
+        routes.post(":id/update", use: update)
+        routes.post(":id/access/update", use: updateAccess)
+        routes.post(":id/pin", use: pin)
+        routes.delete(":id/delete", use: delete)
+        return routes
+    }
+
+    // MARK: Access
+
+    /// The original's `check_notes_access`: notes switched on by the admin, and the `features.notes` permission
+    /// for users.
+    func checkFeature(_ user: Identity) async throws -> UserPolicy {
+        let policy = try await policies.policy(user.userID)
+        guard policy.features["notes"] ?? true else { throw APIError(.forbidden, "Notes is disabled") }
+        guard user.isAdmin || policy.allows("features.notes") else { throw APIError(.unauthorized, ErrorText.unauthorized) }
+        return policy
+    }
+
+    /// The note's owner, after checking the caller may `permission` it (admins may do anything); 404 for an
+    /// unknown note, 403 for one they may not touch.
+    @discardableResult
+    func authorize(
+        _ id: String, _ user: Identity, _ permission: String, on connection: PostgresConnection
+    ) async throws -> String {
+        let rows = try await connection.query("SELECT user_id FROM chat.notes WHERE id = \(id)", logger: logger)
+        var owner: String?
+        for try await found in rows.decode(String.self) { owner = found }
+        guard let owner else { throw APIError.notFound }
+        if user.isAdmin || owner == user.userID { return owner }
+        guard try await grants.has(permission, type: "note", id: id, user: user, on: connection) else {
+            throw Self.somethingWrong
+        }
+        return owner
+    }
+
+    // MARK: JSON
+
+    /// `NoteModel` of note `n`, with `is_pinned` for the viewer bound at `viewer`.
+    static func noteJSON(viewer: String) -> String {
+        """
+        json_build_object('id', n.id, 'user_id', n.user_id, 'title', n.title, 'data', n.data, 'meta', n.meta,
+            'is_pinned', EXISTS (SELECT 1 FROM chat.pinned_notes p WHERE p.note_id = n.id AND p.user_id = \(viewer)),
+            'access_grants', \(GrantStore.listJSON(type: "note", idSQL: "n.id")),
+            'created_at', n.created_at, 'updated_at', n.updated_at)
+        """
+    }
+
+    /// The lists' `data`: the first 1,000 characters of `content.md` only (an empty `data` stays empty).
+    static let truncatedData = """
+        CASE WHEN n.data = '{}'::jsonb THEN n.data ELSE jsonb_build_object('content', jsonb_build_object('md',
+            left(coalesce(CASE WHEN jsonb_typeof(n.data -> 'content') = 'object' THEN n.data #>> '{content,md}' END, ''), 1000)))
+        END
+        """
+
+    func note(_ id: String, viewer: String, on connection: PostgresConnection) async throws -> JSONValue {
+        var sql = SQLBuilder("SELECT ")
+        let viewerSQL = sql.placeholder(for: viewer)
+        sql.append(Self.noteJSON(viewer: viewerSQL) + "::text FROM chat.notes n WHERE n.id = ")
+        sql.bind(id)
+        for try await text in try await connection.query(sql.query, logger: logger).decode(String.self) {
+            if let value = JSONValue.parse(text) { return value }
+        }
+        throw APIError.notFound
+    }
+
+    /// `UserResponse` (`id`, `name`, `role`, `email`) of each owner; the caller's own from their identity.
+    func owners(_ ids: Set<String>, _ user: Identity) async throws -> [String: JSONValue] {
+        var result: [String: JSONValue] = [:]
+        for id in ids {
+            if id == user.userID {
+                result[id] = Self.userJSON(id: id, name: user.name, role: user.role, email: user.email)
+            } else if let found = try await auth.principal(userID: id) {
+                result[id] = Self.userJSON(id: id, name: found.name ?? "", role: found.role, email: found.email ?? "")
+            }
+        }
+        return result
+    }
+
+    static func userJSON(id: String, name: String, role: String, email: String) -> JSONValue {
+        .object(["id": .string(id), "name": .string(name), "role": .string(role), "email": .string(email)])
+    }
+
+    /// Rows of `(item JSON, owner id)`: `select` names both columns.
+    func items(_ sql: SQLBuilder) async throws -> [(JSONValue, String)] {
+        var result: [(JSONValue, String)] = []
+        let rows = try await history.postgres.query(sql.query, logger: logger)
+        for try await (text, owner) in rows.decode((String, String).self) {
+            if let value = JSONValue.parse(text) { result.append((value, owner)) }
+        }
+        return result
+    }
+
+    /// `NoteItemResponse`s in the original's key order, with the owner attached; notes whose owner is gone drop.
+    func itemList(_ rows: [(JSONValue, String)], _ user: Identity) async throws -> String {
+        let users = try await owners(Set(rows.map(\.1)), user)
+        return OrderedJSON.array(
+            rows.compactMap { item, owner in
+                guard let person = users[owner] else { return nil }
+                return OrderedJSON.object([
+                    "id": item["id"] ?? .null, "title": item["title"] ?? .null, "data": item["data"] ?? .null,
+                    "is_pinned": item["is_pinned"] ?? .bool(false), "updated_at": item["updated_at"] ?? .null,
+                    "created_at": item["created_at"] ?? .null, "user": person,
+                ])
+            })
+    }
+
+    static let itemJSON = """
+        json_build_object('id', n.id, 'title', n.title, 'data', \(truncatedData), 'is_pinned', pinned,
+            'updated_at', n.updated_at, 'created_at', n.created_at)::text
+        """
+
+    // MARK: Lists
+
+    /// Readable by the user: their own notes and those granted to them, their groups or everyone.
+    static func readable(_ sql: inout SQLBuilder, _ user: Identity, permission: String = "read") {
+        let userSQL = sql.placeholder(for: user.userID)
+        let groups = sql.placeholder(for: user.groupIDs)
+        let permissionSQL = sql.placeholder(for: permission)
+        sql.append(
+            "(n.user_id = \(userSQL) OR "
+                + GrantStore.grantedSQL(
+                    type: "note", idSQL: "n.id", permission: permissionSQL, user: userSQL, groups: groups) + ")")
+    }
+
+    @Sendable func list(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        try await checkFeature(user)
+        let page = try JSONBody.queryInt(request.queryValue("page"), name: "page")
+        var sql = SQLBuilder("SELECT ")
+        let viewer = sql.placeholder(for: user.userID)
+        sql.append(
+            Self.itemJSON.replacingOccurrences(
+                of: "'is_pinned', pinned",
+                with: "'is_pinned', EXISTS (SELECT 1 FROM chat.pinned_notes p WHERE p.note_id = n.id AND p.user_id = \(viewer))")
+                + ", n.user_id FROM chat.notes n WHERE ")
+        Self.readable(&sql, user)
+        sql.append(" ORDER BY n.updated_at DESC, n.id")
+        if let page {
+            sql.append(" LIMIT \(Self.pageSize) OFFSET \(try ChatHistory.offset(page: page, size: Self.pageSize))")
+        }
+        return JSONResponse.text(try await itemList(try await items(sql), user))
+    }
+
+    @Sendable func pinned(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        try await checkFeature(user)
+        var sql = SQLBuilder("SELECT ")
+        sql.append(Self.itemJSON.replacingOccurrences(of: "'is_pinned', pinned", with: "'is_pinned', true"))
+        sql.append(", n.user_id FROM chat.notes n JOIN chat.pinned_notes p ON p.note_id = n.id WHERE p.user_id = ")
+        sql.bind(user.userID)
+        sql.append(" AND ")
+        Self.readable(&sql, user)
+        sql.append(" ORDER BY p.created_at DESC, n.id")
+        return JSONResponse.text(try await itemList(try await items(sql), user))
+    }
+
+    /// `query` (every word, hyphens and spaces ignored, in the title or the markdown), `view_option`
+    /// (`created`, `shared`), `permission` (default `write`), `order_by`, `direction`, 60 per page. Admins see
+    /// every note, as the original's default `BYPASS_ADMIN_ACCESS_CONTROL`.
+    @Sendable func search(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        try await checkFeature(user)
+        let page = try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1
+        let offset = try ChatHistory.offset(page: page, size: Self.pageSize)
+        var sql = SQLBuilder("WITH found AS (SELECT n.* FROM chat.notes n WHERE true")
+        for word in (request.queryValue("query") ?? "").split(whereSeparator: \.isWhitespace) {
+            let bare = word.replacingOccurrences(of: "-", with: "")
+            guard !bare.isEmpty else { continue }
+            let pattern = sql.placeholder(for: "%" + bare + "%")
+            sql.append(
+                " AND (replace(replace(n.title, '-', ''), ' ', '') ILIKE \(pattern)"
+                    + " OR replace(replace(coalesce(n.data #>> '{content,md}', ''), '-', ''), ' ', '') ILIKE \(pattern))")
+        }
+        switch request.queryValue("view_option") {
+        case "created":
+            sql.append(" AND n.user_id = ")
+            sql.bind(user.userID)
+        case "shared":
+            sql.append(" AND n.user_id <> ")
+            sql.bind(user.userID)
+        default: break
+        }
+        if !user.isAdmin {
+            sql.append(" AND ")
+            Self.readable(&sql, user, permission: request.queryValue("permission") ?? "write")
+        }
+        let ascending = request.queryValue("direction") == "asc"
+        let column =
+            switch request.queryValue("order_by") {
+            case "name": "n.title"
+            case "created_at": "n.created_at"
+            default: "n.updated_at"
+            }
+        let order = request.queryValue("order_by") == nil ? "n.updated_at DESC" : "\(column) \(ascending ? "ASC" : "DESC")"
+        let viewer = sql.placeholder(for: user.userID)
+        sql.append(
+            """
+            ), page AS (SELECT n.*, row_number() OVER (ORDER BY \(order), n.id) AS k FROM found n
+                ORDER BY k LIMIT \(Self.pageSize) OFFSET \(offset))
+            SELECT (SELECT count(*)::bigint FROM found),
+                (SELECT coalesce(json_agg(json_build_object('id', n.id, 'user_id', n.user_id, 'title', n.title,
+                    'data', \(Self.truncatedData), 'meta', n.meta, 'is_pinned', EXISTS (SELECT 1 FROM chat.pinned_notes p
+                    WHERE p.note_id = n.id AND p.user_id = \(viewer)), 'access_grants',
+                    \(GrantStore.listJSON(type: "note", idSQL: "n.id")), 'created_at', n.created_at,
+                    'updated_at', n.updated_at) ORDER BY n.k), '[]'::json)::text FROM page n)
+            """)
+        var total = 0
+        var notes: [JSONValue] = []
+        for try await (count, text) in try await history.postgres.query(sql.query, logger: logger).decode((Int, String).self) {
+            total = count
+            if case .array(let list)? = JSONValue.parse(text) { notes = list }
+        }
+        let users = try await owners(Set(notes.compactMap { $0["user_id"]?.stringValue }), user)
+        let items = notes.map { note -> String in
+            var pairs: [(String, JSONValue)] = []
+            for key in ["id", "user_id", "title", "data", "meta", "is_pinned", "access_grants", "created_at", "updated_at"] {
+                pairs.append((key, note[key] ?? .null))
+            }
+            pairs.append(("user", note["user_id"]?.stringValue.flatMap { users[$0] } ?? .null))
+            return OrderedJSON.object(pairs)
+        }
+        return JSONResponse.text("{\"items\":" + OrderedJSON.array(items) + ",\"total\":\(total)}")
+    }
+
+    // MARK: One note
+
+    struct NoteForm: Decodable {
+        var title: String
+        var data: JSONValue?
+        var meta: [String: JSONValue]?
+        var accessGrants: [JSONValue]?
+
+        enum CodingKeys: String, CodingKey {
+            case title, data, meta
+            case accessGrants = "access_grants"
+        }
+    }
+
+    @Sendable func create(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let policy = try await checkFeature(user)
+        let form = try JSONBody.decode(NoteForm.self, from: try await history.body(request))
+        let data = try NoteContent.sanitize(form.data)
+        let chosen = SharingPolicy.note.allowed(AccessGrant.normalize(form.accessGrants), user: user, policy: policy)
+        let id = UUID().uuidString.lowercased()
+        let now = NoteContent.now()
+        let json = try await history.transaction { connection -> String in
+            try await connection.query(
+                """
+                INSERT INTO chat.notes (id, user_id, title, data, meta, created_at, updated_at)
+                VALUES (\(id), \(user.userID), \(form.title), \((data ?? .object([:])).jsonText)::jsonb,
+                    \(form.meta.map { JSONValue.object($0).jsonText })::jsonb, \(now), \(now))
+                """, logger: logger)
+            try await grants.replace(chosen, type: "note", id: id, now: now / 1_000_000_000, on: connection)
+            return try await note(id, viewer: user.userID, on: connection).orderedNote
+        }
+        return JSONResponse.text(json)
+    }
+
+    @Sendable func get(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        try await checkFeature(user)
+        let id = try context.parameters.require("id")
+        let json = try await history.postgres.withConnection { connection -> String in
+            let owner = try await authorize(id, user, "read", on: connection)
+            let found = try await note(id, viewer: user.userID, on: connection)
+            var writable = user.isAdmin || owner == user.userID
+            if !writable { writable = try await grants.has("write", type: "note", id: id, user: user, on: connection) }
+            return found.orderedNote(extra: [("write_access", .bool(writable))])
+        }
+        return JSONResponse.text(json)
+    }
+
+    /// The note's hidden chats of the caller (chats the note's assistant panel made).
+    @Sendable func chats(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        try await checkFeature(user)
+        let id = try context.parameters.require("id")
+        let json = try await history.postgres.withConnection { connection -> String in
+            try await authorize(id, user, "read", on: connection)
+            let rows = try await connection.query(
+                """
+                SELECT coalesce(json_agg(\(unescaped: ChatStore.chatJSON()) ORDER BY c.updated_at DESC, c.id), '[]')::text
+                FROM chat.chats c WHERE c.user_id = \(user.userID) AND c.meta ->> 'note_id' = \(id)
+                AND c.meta ->> 'type' = 'note'
+                """, logger: logger)
+            for try await text in rows.decode(String.self) { return text }
+            return "[]"
+        }
+        return JSONResponse.text(json)
+    }
+
+    struct NoteUpdateForm: Decodable {
+        var title: String?
+        var data: JSONValue?
+        var meta: JSONValue?
+    }
+
+    @Sendable func update(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        try await checkFeature(user)
+        let id = try context.parameters.require("id")
+        let form = try JSONBody.decode(NoteUpdateForm.self, from: try await history.body(request))
+        let (json, event) = try await apply(form, to: id, user: user)
+        if let value = JSONValue.parse(event) { await history.realtime.emit("events:note", value, to: .room("note:\(id)")) }
+        return JSONResponse.text(json)
+    }
+
+    /// `POST /internal/notes/{id}/content` (realtime saving a collaborative document): the update without the
+    /// `events:note` broadcast, as the original's document save.
+    @Sendable func saveContent(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        try await checkFeature(user)
+        let id = try context.parameters.require("id")
+        let form = try JSONBody.decode(NoteUpdateForm.self, from: try await history.body(request))
+        return JSONResponse.text(try await apply(form, to: id, user: user).0)
+    }
+
+    var internalRoutes: RouteCollection<ServiceRequestContext> {
+        let routes = RouteCollection(context: ServiceRequestContext.self)
+        routes.post(":id/content", use: saveContent)
+        return routes
+    }
+
+    /// Writes an update a user may make; returns the note and the note as its room hears of it.
+    func apply(_ form: NoteUpdateForm, to id: String, user: Identity) async throws -> (String, String) {
+        if let meta = form.meta, meta != .null, meta.objectValue == nil {
+            throw APIError.validation([
+                ValidationIssue(
+                    type: "dict_type", loc: [.string("body"), .string("meta")], msg: "Input should be a valid dictionary",
+                    input: meta)
+            ])
+        }
+        let data = try NoteContent.sanitize(form.data)
+        return try await history.transaction { connection -> (String, String) in
+            try await authorize(id, user, "write", on: connection)
+            // Merged as the original: top-level keys of `data` and `meta` replace the stored ones.
+            try await connection.query(
+                """
+                UPDATE chat.notes SET title = coalesce(\(form.title), title),
+                    data = data || coalesce(\(data?.jsonText)::jsonb, '{}'::jsonb),
+                    meta = CASE WHEN \(form.meta?.objectValue != nil) THEN coalesce(meta, '{}'::jsonb) || \(form.meta?.jsonText)::jsonb ELSE meta END,
+                    updated_at = \(NoteContent.now())
+                WHERE id = \(id) AND (title IS DISTINCT FROM coalesce(\(form.title), title)
+                    OR data IS DISTINCT FROM data || coalesce(\(data?.jsonText)::jsonb, '{}'::jsonb)
+                    OR (\(form.meta?.objectValue != nil) AND meta IS DISTINCT FROM coalesce(meta, '{}'::jsonb) || \(form.meta?.jsonText)::jsonb))
+                """, logger: logger)
+            let found = try await note(id, viewer: user.userID, on: connection)
+            var eventNote = found
+            if let sent = data?.objectValue, case .object(var fields) = found, case .object(let stored)? = found["data"] {
+                fields["data"] = .object(stored.filter { sent[$0.key] != nil })
+                eventNote = .object(fields)
+            }
+            return (found.orderedNote, eventNote.orderedNote)
+        }
+    }
+
+    struct AccessForm: Decodable {
+        var accessGrants: [JSONValue]
+
+        enum CodingKeys: String, CodingKey {
+            case accessGrants = "access_grants"
+        }
+    }
+
+    @Sendable func updateAccess(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let policy = try await checkFeature(user)
+        let id = try context.parameters.require("id")
+        let form = try JSONBody.decode(AccessForm.self, from: try await history.body(request))
+        let json = try await history.transaction { connection -> String in
+            try await authorize(id, user, "write", on: connection)
+            let chosen = try SharingPolicy.note.validate(AccessGrant.normalize(form.accessGrants), user: user, policy: policy)
+            try await grants.replace(chosen, type: "note", id: id, now: Int(Date().timeIntervalSince1970), on: connection)
+            return try await note(id, viewer: user.userID, on: connection).orderedNote
+        }
+        // Sockets in the note's rooms whose user lost access leave them.
+        await history.realtime.recheckRoom("note:\(id)", access: "/api/v1/notes/\(id)")
+        await history.realtime.recheckRoom("doc_note:\(id)", access: "/api/v1/notes/\(id)")
+        return JSONResponse.text(json)
+    }
+
+    @Sendable func pin(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        try await checkFeature(user)
+        let id = try context.parameters.require("id")
+        let json = try await history.transaction { connection -> String in
+            try await authorize(id, user, "read", on: connection)
+            let removed = try await connection.query(
+                "DELETE FROM chat.pinned_notes WHERE user_id = \(user.userID) AND note_id = \(id) RETURNING 1",
+                logger: logger)
+            var wasPinned = false
+            for try await _ in removed { wasPinned = true }
+            if !wasPinned {
+                try await connection.query(
+                    """
+                    INSERT INTO chat.pinned_notes (user_id, note_id, created_at) VALUES (\(user.userID), \(id), \(NoteContent.now()))
+                    ON CONFLICT DO NOTHING
+                    """, logger: logger)
+            }
+            return try await note(id, viewer: user.userID, on: connection).orderedNote
+        }
+        return JSONResponse.text(json)
+    }
+
+    @Sendable func delete(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        try await checkFeature(user)
+        let id = try context.parameters.require("id")
+        try await history.transaction { connection in
+            try await authorize(id, user, "write", on: connection)
+            try await connection.query(
+                "DELETE FROM chat.access_grants WHERE resource_type = 'note' AND resource_id = \(id)", logger: logger)
+            try await connection.query("DELETE FROM chat.notes WHERE id = \(id)", logger: logger)
+        }
+        await history.realtime.closeRoom("note:\(id)")
+        await history.realtime.closeRoom("doc_note:\(id)")
+        return JSONResponse.text("true")
+    }
+}
+
+/// Note content rules of the original.
+enum NoteContent {
+    /// Notes keep nanosecond timestamps, as the original's `time.time_ns()`.
+    static func now() -> Int {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return spec.tv_sec * 1_000_000_000 + spec.tv_nsec
+    }
+
+    /// `sanitize_note_data`: `data` that is not an object becomes `{"content": {"md": text}}`, and a
+    /// `content.md` that is not text becomes text (a JSON block for objects and lists, "" for null).
+    static func sanitize(_ data: JSONValue?) throws -> JSONValue? {
+        guard let data, data != .null else { return nil }
+        guard case .object(var object) = data else { return .object(["content": .object(["md": .string(text(data))])]) }
+        if case .object(var content)? = object["content"], let md = content["md"] {
+            switch md {
+            case .string: return data
+            case .null: content["md"] = .string("")
+            case .object, .array: content["md"] = .string("```json\n" + md.prettyText + "\n```")
+            default: content["md"] = .string(text(md))
+            }
+            object["content"] = .object(content)
+        }
+        return .object(object)
+    }
+
+    static func text(_ value: JSONValue) -> String {
+        switch value {
+        case .string(let text): return text
+        case .bool(let flag): return flag ? "True" : "False"
+        case .null: return "None"
+        default: return value.jsonText
+        }
+    }
+}
+
+extension JSONValue {
+    /// A `NoteModel` in the original's key order (plus any extra keys at the end).
+    var orderedNote: String { orderedNote(extra: []) }
+
+    func orderedNote(extra: [(String, JSONValue)]) -> String {
+        var pairs: [(String, JSONValue)] = []
+        for key in ["id", "user_id", "title", "data", "meta", "is_pinned", "access_grants", "created_at", "updated_at"] {
+            pairs.append((key, self[key] ?? .null))
+        }
+        return OrderedJSON.object(pairs + extra)
+    }
+
+    /// Indented JSON (two spaces), for markdown that arrived as a structure.
+    var prettyText: String {
+        guard let data = jsonText.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data),
+            let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        else { return jsonText }
+        return String(decoding: pretty, as: UTF8.self)
+    }
+}
