@@ -271,9 +271,8 @@ extension Connections {
         guard let token = data?["auth"]?["token"]?.stringValue, let user = await verifier.user(for: token) else {
             return .answer(nil)
         }
-        guard let noteID = data?["note_id"]?.stringValue, await chats.note(noteID, user: user) != nil else {
-            return .noAnswer
-        }
+        guard let noteID = data?["note_id"]?.stringValue else { return .noAnswer }
+        guard await chats.note(noteID, user: user) != nil else { return .answer(nil) }
         hub.join("note:\(noteID)", socketID, session: session)
         return .answer(nil)
     }

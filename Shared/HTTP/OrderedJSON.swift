@@ -8,9 +8,9 @@ public enum OrderedJSON {
         "{" + pairs.map { JSONValue.string($0.key).jsonText + ":" + $0.value.jsonText }.joined(separator: ",") + "}"
     }
 
-    /// The same, from pairs gathered at run time.
-    public static func object(_ pairs: [(String, JSONValue)]) -> String {
-        "{" + pairs.map { JSONValue.string($0.0).jsonText + ":" + $0.1.jsonText }.joined(separator: ",") + "}"
+    /// The same, from pairs gathered at run time; `raw` gives already-encoded text for some keys.
+    public static func object(_ pairs: [(String, JSONValue)], raw: [String: String] = [:]) -> String {
+        "{" + pairs.map { JSONValue.string($0.0).jsonText + ":" + (raw[$0.0] ?? $0.1.jsonText) }.joined(separator: ",") + "}"
     }
 
     /// A JSON array of already-encoded items.

@@ -243,7 +243,7 @@ struct NotesController {
                 pairs.append((key, note[key] ?? .null))
             }
             pairs.append(("user", note["user_id"]?.stringValue.flatMap { users[$0] } ?? .null))
-            return OrderedJSON.object(pairs)
+            return OrderedJSON.object(pairs, raw: ["access_grants": note["access_grants"]?.orderedGrants ?? "[]"])
         }
         return JSONResponse.text("{\"items\":" + OrderedJSON.array(items) + ",\"total\":\(total)}")
     }
@@ -490,7 +490,18 @@ extension JSONValue {
         for key in ["id", "user_id", "title", "data", "meta", "is_pinned", "access_grants", "created_at", "updated_at"] {
             pairs.append((key, self[key] ?? .null))
         }
-        return OrderedJSON.object(pairs + extra)
+        return OrderedJSON.object(pairs + extra, raw: ["access_grants": self["access_grants"]?.orderedGrants ?? "[]"])
+    }
+
+    /// `AccessGrantModel`s in the original's key order.
+    var orderedGrants: String {
+        guard case .array(let grants) = self else { return "[]" }
+        return OrderedJSON.array(
+            grants.map { grant in
+                OrderedJSON.object(
+                    ["id", "resource_type", "resource_id", "principal_type", "principal_id", "permission", "created_at"]
+                        .map { ($0, grant[$0] ?? .null) })
+            })
     }
 
     /// Indented JSON (two spaces), for markdown that arrived as a structure.
