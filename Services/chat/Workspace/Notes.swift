@@ -42,6 +42,13 @@ struct NotesController {
         return policy
     }
 
+    /// The verified caller, with notes open to them, and the note id of the path.
+    func caller(_ context: ServiceRequestContext) async throws -> (Identity, String) {
+        let user = try context.requireVerified()
+        try await checkFeature(user)
+        return (user, try context.parameters.require("id"))
+    }
+
     /// The note's owner, after checking the caller may `permission` it (admins may do anything); 404 for an
     /// unknown note, 403 for one they may not touch.
     @discardableResult
@@ -284,9 +291,7 @@ struct NotesController {
     }
 
     @Sendable func get(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        let user = try context.requireVerified()
-        try await checkFeature(user)
-        let id = try context.parameters.require("id")
+        let (user, id) = try await caller(context)
         let json = try await history.postgres.withConnection { connection -> String in
             let owner = try await authorize(id, user, "read", on: connection)
             let found = try await note(id, viewer: user.userID, on: connection)
@@ -299,9 +304,7 @@ struct NotesController {
 
     /// The note's hidden chats of the caller (chats the note's assistant panel made).
     @Sendable func chats(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        let user = try context.requireVerified()
-        try await checkFeature(user)
-        let id = try context.parameters.require("id")
+        let (user, id) = try await caller(context)
         let json = try await history.postgres.withConnection { connection -> String in
             try await authorize(id, user, "read", on: connection)
             let rows = try await connection.query(
@@ -323,9 +326,7 @@ struct NotesController {
     }
 
     @Sendable func update(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        let user = try context.requireVerified()
-        try await checkFeature(user)
-        let id = try context.parameters.require("id")
+        let (user, id) = try await caller(context)
         let form = try JSONBody.decode(NoteUpdateForm.self, from: try await history.body(request))
         let (json, event) = try await apply(form, to: id, user: user)
         if let value = JSONValue.parse(event) { await history.realtime.emit("events:note", value, to: .room("note:\(id)")) }
@@ -335,9 +336,7 @@ struct NotesController {
     /// `POST /internal/notes/{id}/content` (realtime saving a collaborative document): the update without the
     /// `events:note` broadcast, as the original's document save.
     @Sendable func saveContent(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        let user = try context.requireVerified()
-        try await checkFeature(user)
-        let id = try context.parameters.require("id")
+        let (user, id) = try await caller(context)
         let form = try JSONBody.decode(NoteUpdateForm.self, from: try await history.body(request))
         return JSONResponse.text(try await apply(form, to: id, user: user).0)
     }
@@ -407,9 +406,7 @@ struct NotesController {
     }
 
     @Sendable func pin(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        let user = try context.requireVerified()
-        try await checkFeature(user)
-        let id = try context.parameters.require("id")
+        let (user, id) = try await caller(context)
         let json = try await history.transaction { connection -> String in
             try await authorize(id, user, "read", on: connection)
             let removed = try await connection.query(
@@ -430,9 +427,7 @@ struct NotesController {
     }
 
     @Sendable func delete(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        let user = try context.requireVerified()
-        try await checkFeature(user)
-        let id = try context.parameters.require("id")
+        let (user, id) = try await caller(context)
         try await history.transaction { connection in
             try await authorize(id, user, "write", on: connection)
             try await connection.query(
