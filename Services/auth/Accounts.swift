@@ -102,7 +102,7 @@ struct Accounts: Sendable {
     /// Admins always; others when their permissions include `features.api_keys`.
     func mayUseAPIKeys(userID: String, role: String) async throws -> Bool {
         if role == "admin" { return true }
-        return Permissions.allows(try await permissions(ofUser: userID), "features.api_keys")
+        return try await permissions(ofUser: userID).allows("features.api_keys")
     }
 
     // MARK: API keys

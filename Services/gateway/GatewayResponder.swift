@@ -66,6 +66,9 @@ struct GatewayResponder: HTTPResponder {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > config.maxBodySize {
             throw APIError.bodyTooLarge
         }
+        // Socket.IO carries its own authentication (the connect payload, `user-join`): its requests are neither
+        // identified nor counted against the caller's rate limit here.
+        if upstream == .realtime { return try await realtimeRequest(request, path: path) }
 
         let identity: Identity?
         if RouteMap.isPublic(request.method, path) {
@@ -99,24 +102,7 @@ struct GatewayResponder: HTTPResponder {
             }
         }
 
-        let upstreamResponse: HTTPClientResponse
-        if upstream != .realtime {
-            upstreamResponse = try await proxy.forward(request, path: path, to: upstream, identity: identity, body: body)
-        } else if let sid = request.uri.queryParameters["sid"].map(String.init), !sid.isEmpty {
-            // A Socket.IO request goes to the replica holding its session; a session none holds is unknown.
-            guard let url = await realtime.url(forSession: sid) else { return Self.invalidSession(sid) }
-            do {
-                upstreamResponse = try await proxy.forward(
-                    request, path: path, to: .realtime, identity: identity, baseURL: url)
-            } catch let error as APIError where error.status == .serviceUnavailable {
-                // The replica holding the session is gone: so is the session. (The client's own errors, such as
-                // a body over the limit, are answered as they are and say nothing about the replica.)
-                realtime.markUnreachable(url)
-                return Self.invalidSession(sid)
-            }
-        } else {
-            upstreamResponse = try await openRealtimeSession(request, path: path, identity: identity)
-        }
+        let upstreamResponse = try await proxy.forward(request, path: path, to: upstream, identity: identity, body: body)
         var response = try await ServiceProxy.response(from: upstreamResponse)
         if let hint = response.headers[InternalHeader.invalidate] {
             cache.apply(hint: hint)
@@ -133,14 +119,32 @@ struct GatewayResponder: HTTPResponder {
             body: .init(byteBuffer: ByteBuffer(string: JSONValue.string("Invalid session \(sid)").jsonText)))
     }
 
-    /// A new Socket.IO session goes to the next live replica that answers.
-    private func openRealtimeSession(_ request: Request, path: String, identity: Identity?) async throws
-        -> HTTPClientResponse
-    {
+    /// A Socket.IO request goes to the replica holding its session (a session none holds is unknown); a new
+    /// session to the next live replica that answers.
+    private func realtimeRequest(_ request: Request, path: String) async throws -> Response {
+        if let sid = request.uri.queryParameters["sid"].map(String.init), !sid.isEmpty {
+            guard let url = await realtime.url(forSession: sid) else { return Self.invalidSession(sid) }
+            do {
+                return try await ServiceProxy.response(
+                    from: try await proxy.forward(request, path: path, to: .realtime, identity: nil, baseURL: url))
+            } catch let error as APIError where error.status == .serviceUnavailable {
+                // The replica holding the session is gone: so is the session. (The client's own errors, such as
+                // a body over the limit, are answered as they are and say nothing about the replica.)
+                realtime.markUnreachable(url)
+                return Self.invalidSession(sid)
+            }
+        }
+        // The body is read once: each replica tried is sent the same.
+        var body: ByteBuffer?
+        if request.headers[.contentLength].flatMap(Int.init) ?? 0 > 0 || request.headers[.transferEncoding] != nil {
+            body = try await JSONBody.collect(request, limit: ServiceProxy.bufferedBodyLimit)
+        }
         var failure: Error = APIError.unavailable
         for url in await realtime.handshakeURLs() {
             do {
-                return try await proxy.forward(request, path: path, to: .realtime, identity: identity, baseURL: url)
+                return try await ServiceProxy.response(
+                    from: try await proxy.forward(
+                        request, path: path, to: .realtime, identity: nil, body: body, baseURL: url))
             } catch let error as APIError where error.status == .serviceUnavailable {
                 realtime.markUnreachable(url)
                 failure = error

@@ -38,14 +38,17 @@ final class RealtimeRoutes: Sendable {
             return nil
         }
         if let cached { return cached }
+        guard let reply = try? await redis.send(["HGETALL", RealtimeReplicas.key]), let items = reply.array else {
+            // Redis did not answer: go on with the copy there is (an empty map would send every session to the
+            // fallback URL, where most are unknown) and read again once it is stale.
+            return state.withLockedValue { $0.replicas }
+        }
         var live: [String: String] = [:]
-        if let reply = try? await redis.send(["HGETALL", RealtimeReplicas.key]), let items = reply.array {
-            for index in stride(from: 0, to: items.count - 1, by: 2) {
-                if let tag = items[index].string, let entry = items[index + 1].string,
-                    let url = RealtimeReplicas.url(fromEntry: entry)
-                {
-                    live[tag] = url
-                }
+        for index in stride(from: 0, to: items.count - 1, by: 2) {
+            if let tag = items[index].string, let entry = items[index + 1].string,
+                let url = RealtimeReplicas.url(fromEntry: entry)
+            {
+                live[tag] = url
             }
         }
         state.withLockedValue {

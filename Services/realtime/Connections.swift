@@ -16,12 +16,28 @@ struct TokenVerifier: Sendable {
     let auth: AuthLookup
 
     func user(for token: String) async -> SocketUser? {
-        guard !token.hasPrefix("sk-"), let claims = tokens.verify(token),
-            case .valid(let principal)? = try? await SessionCheck.run(
-                claims, redis: redis, principal: { try await auth.principal(userID: $0) }),
-            principal.role == "user" || principal.role == "admin"
-        else { return nil }
-        return SocketUser(id: principal.id, name: principal.name ?? "", role: principal.role, token: token)
+        guard case .valid(let user)? = await check(token) else { return nil }
+        return user
+    }
+
+    /// The token's user (`.valid`), a token that no longer holds (nil), or `.unknown` when Redis or auth could
+    /// not be asked.
+    enum Check { case valid(SocketUser), unknown }
+
+    func check(_ token: String) async -> Check? {
+        guard !token.hasPrefix("sk-"), let claims = tokens.verify(token) else { return nil }
+        let outcome: SessionCheck.Outcome
+        do {
+            outcome = try await SessionCheck.run(claims, redis: redis, principal: { try await auth.principal(userID: $0) })
+        } catch {
+            return .unknown
+        }
+        guard case .valid(let principal) = outcome, principal.role == "user" || principal.role == "admin" else {
+            return nil
+        }
+        return .valid(SocketUser(
+            id: principal.id, name: principal.name ?? "", role: principal.role, email: principal.email ?? "",
+            groupIDs: principal.groupIDs ?? [], token: token))
     }
 }
 
@@ -29,6 +45,8 @@ struct TokenVerifier: Sendable {
 /// flag is the smallest answer of the routes that check access the way reading the chat does), and stamping
 /// a chat read.
 struct ChatAccess: Sendable {
+    /// The largest answer read (a note carries its whole content).
+    static let bodyLimit = 64 << 20
     let client: HTTPClient
     let chatURL: String
     let internalSecret: String
@@ -55,9 +73,10 @@ struct ChatAccess: Sendable {
         return await call(.POST, "/internal/notes/", noteID, "/content", user: user, body: body) != nil
     }
 
-    /// Whether the user still gets 200 from `GET path` (a room's access check after its grants changed).
-    func allows(_ path: String, user: SocketUser) async -> Bool {
-        await call(.GET, path, "", "", user: user) != nil
+    /// The answer of `GET path` when it is 200 (a room's access check after its grants changed).
+    func get(_ path: String, user: SocketUser) async -> JSONValue? {
+        guard let body = await call(.GET, path, "", "", user: user) else { return nil }
+        return JSONValue.parse(String(buffer: body)) ?? .null
     }
 
     /// The body of a 200 answer, or nil for any other answer or failure.
@@ -75,12 +94,10 @@ struct ChatAccess: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
         }
         var headers = HTTPFields()
-        InternalHeader.write(
-            Identity(userID: user.id, role: user.role, method: .jwt, name: user.name), secret: internalSecret,
-            into: &headers)
+        InternalHeader.write(user.identity, secret: internalSecret, into: &headers)
         for field in headers { request.headers.add(name: field.name.rawName, value: field.value) }
         guard let response = try? await client.execute(request, timeout: .seconds(5)),
-            let body = try? await response.body.collect(upTo: 1 << 20)
+            let body = try? await response.body.collect(upTo: Self.bodyLimit)
         else { return nil }
         return response.status.code == 200 ? body : nil
     }
@@ -234,26 +251,53 @@ final class Connections: Sendable {
                 await presence.chatPresence(chatID, socketID: socketID, user: user, joining: false)
             }
         }
-        for document in await documents.documents(of: socketID) {
+        for document in state.documents {
             await leaveDocument(document, socketID: socketID, session: nil, userID: state.user?.id ?? socketID)
         }
     }
 
+    /// A socket leaves a room, with what leaving means for it: chat presence, a collaborative document.
+    func leave(_ room: String, socketID: String, session: EngineSession) async {
+        let user = session.socketIO.withLockedValue { $0.user }
+        if room.hasPrefix("doc_") {
+            await leaveDocument(String(room.dropFirst(4)), socketID: socketID, session: session, userID: user?.id ?? socketID)
+            return
+        }
+        hub.leave(room, socketID, session: session)
+        if room.hasPrefix("chat:"), let user {
+            await presence.chatPresence(String(room.dropFirst(5)), socketID: socketID, user: user, joining: false)
+        }
+    }
+
     /// Room control from services: `close` empties a room; `recheck` keeps only the sockets whose user still
-    /// gets 200 from the room's access route.
+    /// gets 200 from the room's access route (asked once per user), and refreshes their write access to a
+    /// collaborative note.
     func control(_ message: JSONValue) async {
         guard let room = message["room"]?.stringValue else { return }
         let members = hub.members(of: room)
         switch message["control"]?.stringValue {
         case "close":
-            for (socketID, session) in members { hub.leave(room, socketID, session: session) }
+            for (socketID, session) in members { await leave(room, socketID: socketID, session: session) }
         case "recheck":
             guard let path = message["access"]?.stringValue else { return }
+            var answers: [String: JSONValue?] = [:]
             for (socketID, session) in members {
-                let user = session.socketIO.withLockedValue { $0.user }
-                if let user, user.role == "admin" { continue }
-                if let user, await chats.allows(path, user: user) { continue }
-                hub.leave(room, socketID, session: session)
+                guard let user = session.socketIO.withLockedValue({ $0.user }) else {
+                    await leave(room, socketID: socketID, session: session)
+                    continue
+                }
+                if answers[user.id] == nil { answers[user.id] = .some(await chats.get(path, user: user)) }
+                guard let answer = answers[user.id] ?? nil else {
+                    await leave(room, socketID: socketID, session: session)
+                    continue
+                }
+                if room.hasPrefix("doc_") {
+                    let document = String(room.dropFirst(4))
+                    let writable = answer["write_access"]?.boolValue == true
+                    session.socketIO.withLockedValue { state in
+                        if writable { state.writable.insert(document) } else { state.writable.remove(document) }
+                    }
+                }
             }
         default:
             break
@@ -264,15 +308,45 @@ final class Connections: Sendable {
         rooms.compactMap { $0.hasPrefix("chat:") ? String($0.dropFirst(5)) : nil }
     }
 
-    /// Sends pings when due and ends the sessions that missed their pong; runs until cancelled.
+    /// Sends pings when due and ends the sessions that missed their pong; every half minute checks the tokens of
+    /// signed-in sockets again (as the original), disconnecting those whose token no longer holds (signed out,
+    /// password changed, demoted) and refreshing the role, name and groups of the others. Runs until cancelled.
     func runPings() async {
         let step = Duration.milliseconds(max(50, Int(min(settings.pingInterval, settings.pingTimeout).milliseconds / 4)))
+        var lastTokenCheck = ContinuousClock.now
         while !Task.isCancelled {
             try? await Task.sleep(for: step)
             let now = ContinuousClock.now
             let all = sessions.withLockedValue { Array($0.values) }
-            for session in all where session.tick(now: now, settings: settings) {
-                await end(session, reason: .pingTimeout, notify: true)
+            let expired = all.filter { $0.tick(now: now, settings: settings) }
+            if !expired.isEmpty {
+                // Concurrently: one session's Redis clean-up must not hold back everyone else's pings.
+                await withTaskGroup(of: Void.self) { group in
+                    for session in expired { group.addTask { await self.end(session, reason: .pingTimeout, notify: true) } }
+                }
+            }
+            if now - lastTokenCheck >= Self.tokenCheckInterval {
+                lastTokenCheck = now
+                await recheckTokens(all)
+            }
+        }
+    }
+
+    static let tokenCheckInterval = Duration.seconds(30)
+
+    /// Each distinct token is checked once; when auth or Redis cannot answer, sockets stay as they are.
+    func recheckTokens(_ all: [EngineSession]) async {
+        var checked: [String: TokenVerifier.Check?] = [:]
+        for session in all {
+            guard let user = session.socketIO.withLockedValue({ $0.user }) else { continue }
+            if checked[user.token] == nil { checked[user.token] = .some(await verifier.check(user.token)) }
+            switch checked[user.token] ?? nil {
+            case .unknown?:
+                continue
+            case .valid(let fresh)? where fresh.id == user.id:
+                session.socketIO.withLockedValue { $0.user = fresh }
+            default:
+                _ = await kick(session)
             }
         }
     }
@@ -280,7 +354,9 @@ final class Connections: Sendable {
     /// Ends every session (on shutdown), telling the clients so they reconnect elsewhere.
     func closeAll() async {
         let all = sessions.withLockedValue { Array($0.values) }
-        for session in all { await end(session, reason: .serverClose, notify: true) }
+        await withTaskGroup(of: Void.self) { group in
+            for session in all { group.addTask { await self.end(session, reason: .serverClose, notify: true) } }
+        }
     }
 
     // MARK: Engine.IO
@@ -446,14 +522,14 @@ final class Connections: Sendable {
             }
             return .answer(nil)
         case "typing":
-            guard let chatID, Self.isSavedChatID(chatID), body["data"]?["typing"]?.boolValue != nil,
+            guard let chatID, Self.isSavedChatID(chatID), let typing = body["data"]?["typing"]?.boolValue,
                 session.socketIO.withLockedValue({ $0.rooms.contains("chat:\(chatID)") })
             else { return .answer(.bool(false)) }
             // Through the bus, so the chat's sockets on every replica see it (all but the sender's).
             let payload: JSONValue = .object([
                 "chat_id": .string(chatID), "user_id": .string(user.id),
                 "user": .object(["id": .string(user.id), "name": .string(user.name)]), "shared": .bool(true),
-                "data": .object(["type": .string("typing"), "data": body["data"] ?? .null]),
+                "data": .object(["type": .string("typing"), "data": .object(["typing": .bool(typing)])]),
             ])
             await bus.emit("events", payload, to: .room("chat:\(chatID)"), skip: socketID)
             return .answer(.bool(true))

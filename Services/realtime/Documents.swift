@@ -6,8 +6,9 @@ import Foundation
 import NIOConcurrencyHelpers
 import Shared
 
-/// The Redis side: `skiff:rt:ydoc:<doc>:updates` (JSON byte arrays in arrival order), `:size`, `:users` (the
-/// Socket.IO sids in the document) and `skiff:rt:ydoc:session:<sid>` (the documents a socket is in).
+/// The Redis side: `skiff:rt:ydoc:<doc>:updates` (JSON byte arrays in arrival order), `:size` and `:users` (the
+/// Socket.IO sids in the document, on any replica). Which documents one socket is in its replica knows: they
+/// are its `doc_` rooms.
 struct DocumentStore: Sendable {
     let redis: RedisClient
     static let maxDocumentsPerSession = 20
@@ -16,7 +17,6 @@ struct DocumentStore: Sendable {
     static let lifetime = 86_400
 
     static func key(_ document: String, _ part: String) -> String { "skiff:rt:ydoc:\(document):\(part)" }
-    static func sessionKey(_ sid: String) -> String { "skiff:rt:ydoc:session:\(sid)" }
 
     /// Stores an update. With `initialize`, only into an empty document: the stored updates come back instead
     /// when another client seeded it first. nil: refused (over the size limit).
@@ -54,28 +54,17 @@ struct DocumentStore: Sendable {
         (try? await redis.send(["LRANGE", Self.key(document, "updates"), "0", "-1"]))?.array?.compactMap(\.string) ?? []
     }
 
-    func exists(_ document: String) async -> Bool {
-        (try? await redis.send(["EXISTS", Self.key(document, "updates")]))?.int == 1
-    }
-
     func users(_ document: String) async -> [String] {
         (try? await redis.send(["SMEMBERS", Self.key(document, "users")]))?.array?.compactMap(\.string) ?? []
-    }
-
-    func documents(of sid: String) async -> [String] {
-        (try? await redis.send(["SMEMBERS", Self.sessionKey(sid)]))?.array?.compactMap(\.string) ?? []
     }
 
     func add(_ sid: String, to document: String) async {
         _ = try? await redis.send(["SADD", Self.key(document, "users"), sid])
         _ = try? await redis.send(["EXPIRE", Self.key(document, "users"), String(Self.lifetime)])
-        _ = try? await redis.send(["SADD", Self.sessionKey(sid), document])
-        _ = try? await redis.send(["EXPIRE", Self.sessionKey(sid), String(Self.lifetime)])
     }
 
     func remove(_ sid: String, from document: String) async {
         _ = try? await redis.send(["SREM", Self.key(document, "users"), sid])
-        _ = try? await redis.send(["SREM", Self.sessionKey(sid), document])
     }
 
     func clear(_ document: String) async {
@@ -165,15 +154,21 @@ extension Connections {
         switch name {
         case "ydoc:document:join":
             var content: JSONValue = .null
+            var writable = true
             if let noteID = Self.noteID(ofDocument: document) {
                 guard let note = await chats.note(noteID, user: user) else { return .answer(nil) }
                 content = note["data"]?["content"] ?? .null
+                writable = note["write_access"]?.boolValue == true
             }
-            if !inRoom, await documents.documents(of: socketID).count >= DocumentStore.maxDocumentsPerSession {
-                return .answer(nil)
+            let full = session.socketIO.withLockedValue { state in
+                !state.rooms.contains(room) && state.documents.count >= DocumentStore.maxDocumentsPerSession
             }
+            if full { return .answer(nil) }
             await documents.add(socketID, to: document)
             hub.join(room, socketID, session: session)
+            session.socketIO.withLockedValue { state in
+                if writable { state.writable.insert(document) } else { state.writable.remove(document) }
+            }
             sendState(document, updates: await documents.updates(document), extra: [("content", content)], session: session)
             let joined: JSONValue = .object([
                 "document_id": .string(document), "user_id": data?["user_id"] ?? .string(socketID),
@@ -183,20 +178,17 @@ extension Connections {
             await bus.emit("ydoc:user:joined", joined, to: .room(room), skip: socketID)
             return .answer(nil)
         case "ydoc:document:state":
-            guard inRoom, await documents.exists(document) else { return .answer(nil) }
+            // A document exists while it has updates (a Redis list goes with its last element).
+            guard inRoom else { return .answer(nil) }
+            let updates = await documents.updates(document)
+            guard !updates.isEmpty else { return .answer(nil) }
             let sessions = await documents.users(document).sorted()
-            sendState(
-                document, updates: await documents.updates(document),
-                extra: [("sessions", .array(sessions.map(JSONValue.string)))], session: session)
+            sendState(document, updates: updates, extra: [("sessions", .array(sessions.map(JSONValue.string)))], session: session)
             return .answer(nil)
         case "ydoc:document:update":
-            guard inRoom else { return .answer(nil) }
+            // Write access as checked at join (and again whenever the note's grants change).
+            guard inRoom, session.socketIO.withLockedValue({ $0.writable.contains(document) }) else { return .answer(nil) }
             let noteID = Self.noteID(ofDocument: document)
-            if let noteID {
-                guard let note = await chats.note(noteID, user: user), note["write_access"]?.boolValue == true else {
-                    return .answer(nil)
-                }
-            }
             let initialize = data?["initialize"]?.isTruthy ?? false
             var answer: JSONValue?
             if let update = Self.bytes(data?["update"]) {
@@ -248,7 +240,10 @@ extension Connections {
 
     func leaveDocument(_ document: String, socketID: String, session: EngineSession?, userID: String) async {
         await documents.remove(socketID, from: document)
-        if let session { hub.leave("doc_\(document)", socketID, session: session) }
+        if let session {
+            hub.leave("doc_\(document)", socketID, session: session)
+            session.socketIO.withLockedValue { _ = $0.writable.remove(document) }
+        }
         let left: JSONValue = .object(["document_id": .string(document), "user_id": .string(userID)])
         await bus.emit("ydoc:user:left", left, to: .room("doc_\(document)"))
         if await documents.users(document).isEmpty, !saves.isPending(document) { await documents.clear(document) }

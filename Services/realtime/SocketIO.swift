@@ -8,7 +8,15 @@ struct SocketUser: Sendable, Equatable {
     var id: String
     var name: String
     var role: String
+    var email: String = ""
+    var groupIDs: [String] = []
+    /// Checked again every half minute: a socket whose token stops being valid is disconnected.
     var token: String
+
+    /// Who the socket's user is to other services (groups matter for shared notes).
+    var identity: Identity {
+        Identity(userID: id, role: role, method: .jwt, name: name, email: email, groupIDs: groupIDs)
+    }
 }
 
 /// A session's Socket.IO side (only the main namespace `/` exists, as in Open WebUI).
@@ -16,6 +24,12 @@ struct SocketIOState: Sendable {
     var sid: String?
     var user: SocketUser?
     var rooms: Set<String> = []
+    /// Collaborative documents the socket may change (write access is checked when it joins, and again when
+    /// the note's grants change).
+    var writable: Set<String> = []
+
+    /// The documents whose rooms (`doc_<id>`) the socket is in.
+    var documents: [String] { rooms.compactMap { $0.hasPrefix("doc_") ? String($0.dropFirst(4)) : nil } }
 }
 
 /// One decoded Socket.IO packet.
@@ -114,15 +128,20 @@ final class SocketHub: Sendable {
         }
     }
 
-    /// Sends an Engine.IO packet to the local sockets a target names; returns how many got it.
+    /// Sends an Engine.IO packet to the local sockets a target names; returns how many got it. The packet is
+    /// built only when some socket here gets it (every replica reads every bus message).
     @discardableResult
-    func deliver(_ packet: String, room: String? = nil, socketID: String? = nil, skip: String? = nil) -> Int {
+    func deliver(_ packet: @autoclosure () -> String, room: String? = nil, socketID: String? = nil, skip: String? = nil)
+        -> Int
+    {
         let sessions = state.withLockedValue { state -> [EngineSession] in
             if let socketID { return socketID == skip ? [] : state.sockets[socketID].map { [$0] } ?? [] }
             guard let room, let members = state.rooms[room] else { return [] }
             return members.compactMap { $0 == skip ? nil : state.sockets[$0] }
         }
-        for session in sessions { session.send(packet) }
+        guard !sessions.isEmpty else { return 0 }
+        let text = packet()
+        for session in sessions { session.send(text) }
         return sessions.count
     }
 
@@ -132,11 +151,12 @@ final class SocketHub: Sendable {
         guard let message = JSONValue.parse(text), let to = message["to"],
             let event = message["event"]?.stringValue
         else { return 0 }
-        let packet = SocketIOPacket.event(event, dataJSON: (message["data"] ?? .null).jsonText)
+        let data = message["data"] ?? .null
+        func packet() -> String { SocketIOPacket.event(event, dataJSON: data.jsonText) }
         let skip = message["skip"]?.stringValue
-        if let user = to["user"]?.stringValue { return deliver(packet, room: "user:\(user)", skip: skip) }
-        if let room = to["room"]?.stringValue { return deliver(packet, room: room, skip: skip) }
-        if let session = to["session"]?.stringValue { return deliver(packet, socketID: session, skip: skip) }
+        if let user = to["user"]?.stringValue { return deliver(packet(), room: "user:\(user)", skip: skip) }
+        if let room = to["room"]?.stringValue { return deliver(packet(), room: room, skip: skip) }
+        if let session = to["session"]?.stringValue { return deliver(packet(), socketID: session, skip: skip) }
         return 0
     }
 }

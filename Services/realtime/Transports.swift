@@ -66,7 +66,7 @@ struct PollingTransport: Sendable {
             return Self.error("Bad Request")
         }
         let payload = String(buffer: body)
-        for packet in payload.split(separator: "\u{1e}", omittingEmptySubsequences: true).prefix(16) {
+        for packet in payload.split(separator: "\u{1e}", omittingEmptySubsequences: true) {
             guard await connections.receive(packet, on: session) else { break }
         }
         return Self.text("OK")

@@ -83,15 +83,26 @@ struct ChannelSink: PacketSink {
 }
 
 /// The client's packets of one connection, handled one after another by a task that runs only while some wait.
+/// At most `limit` packets and `byteLimit` bytes wait; a client that sends more is disconnected.
 final class Inbox: Sendable {
     static let limit = 1024
-    private let state = NIOLockedValueBox<(queue: [String], running: Bool)>(([], false))
+    static let byteLimit = 16 << 20
+    private struct Queue {
+        var packets: [String] = []
+        var head = 0
+        var bytes = 0
+        var running = false
+    }
+    private let state = NIOLockedValueBox(Queue())
 
     /// Queues a packet; false when the client has sent more than the replica keeps waiting.
     func push(_ packet: String, session: EngineSession, connections: Connections) -> Bool {
         let start = state.withLockedValue { state -> Bool? in
-            guard state.queue.count < Self.limit else { return nil }
-            state.queue.append(packet)
+            guard state.packets.count - state.head < Self.limit, state.bytes + packet.utf8.count <= Self.byteLimit else {
+                return nil
+            }
+            state.packets.append(packet)
+            state.bytes += packet.utf8.count
             defer { state.running = true }
             return !state.running
         }
@@ -100,7 +111,7 @@ final class Inbox: Sendable {
             Task {
                 while let next = take() {
                     if await !connections.receive(next[...], on: session) {
-                        state.withLockedValue { $0.queue.removeAll() }
+                        state.withLockedValue { $0 = Queue(running: $0.running) }
                     }
                 }
             }
@@ -110,11 +121,14 @@ final class Inbox: Sendable {
 
     private func take() -> String? {
         state.withLockedValue { state in
-            guard !state.queue.isEmpty else {
-                state.running = false
+            guard state.head < state.packets.count else {
+                state = Queue()
                 return nil
             }
-            return state.queue.removeFirst()
+            let packet = state.packets[state.head]
+            state.head += 1
+            state.bytes -= packet.utf8.count
+            return packet
         }
     }
 }

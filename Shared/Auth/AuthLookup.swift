@@ -64,10 +64,6 @@ public struct UserPolicy: Codable, Sendable {
     public var permissions: JSONValue
     public var features: [String: Bool]
 
-    /// Whether a permission such as `sharing.notes` is granted (Python truthiness of the leaf).
-    public func allows(_ path: String) -> Bool {
-        var current: JSONValue? = permissions
-        for part in path.split(separator: ".") { current = current?[String(part)] }
-        return current?.isTruthy ?? false
-    }
+    /// Whether a permission such as `sharing.notes` is granted.
+    public func allows(_ path: String) -> Bool { permissions.allows(path) }
 }

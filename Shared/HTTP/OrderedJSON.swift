@@ -8,9 +8,16 @@ public enum OrderedJSON {
         "{" + pairs.map { JSONValue.string($0.key).jsonText + ":" + $0.value.jsonText }.joined(separator: ",") + "}"
     }
 
-    /// The same, from pairs gathered at run time; `raw` gives already-encoded text for some keys.
-    public static func object(_ pairs: [(String, JSONValue)], raw: [String: String] = [:]) -> String {
-        "{" + pairs.map { JSONValue.string($0.0).jsonText + ":" + (raw[$0.0] ?? $0.1.jsonText) }.joined(separator: ",") + "}"
+    /// The same, from pairs gathered at run time.
+    public static func object(_ pairs: [(String, JSONValue)]) -> String {
+        "{" + pairs.map { JSONValue.string($0.0).jsonText + ":" + $0.1.jsonText }.joined(separator: ",") + "}"
+    }
+
+    /// An encoded object with more keys after its own (`{"a":1}` + b -> `{"a":1,"b":...}`).
+    public static func appending(_ encoded: String, _ pairs: [(String, JSONValue)]) -> String {
+        guard encoded.hasSuffix("}"), !pairs.isEmpty else { return encoded }
+        let added = object(pairs).dropFirst().dropLast()
+        return encoded.dropLast() + (encoded == "{}" ? "" : ",") + added + "}"
     }
 
     /// A JSON array of already-encoded items.
@@ -32,6 +39,13 @@ extension JSONValue {
 }
 
 extension JSONValue {
+    /// Whether the leaf at a dotted path (a permission such as `sharing.notes`) is truthy.
+    public func allows(_ path: String) -> Bool {
+        var current: JSONValue? = self
+        for part in path.split(separator: ".") { current = current?[String(part)] }
+        return current?.isTruthy ?? false
+    }
+
     /// Python truthiness.
     public var isTruthy: Bool {
         switch self {

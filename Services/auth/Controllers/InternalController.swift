@@ -39,7 +39,7 @@ struct InternalController {
     /// and the admin switches of those features.
     @Sendable func userPolicy(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        let config = try await accounts.config.fresh()
+        let config = try await accounts.config.current()
         return JSONResponse.text(
             OrderedJSON.object([
                 "permissions": try await accounts.permissions(ofUser: id),

@@ -54,10 +54,4 @@ enum Permissions {
         }
         return .object(object)
     }
-
-    static func allows(_ permissions: JSONValue, _ path: String) -> Bool {
-        var current: JSONValue? = permissions
-        for part in path.split(separator: ".") { current = current?[String(part)] }
-        return current?.isTruthy ?? false
-    }
 }

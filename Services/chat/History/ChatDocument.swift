@@ -262,7 +262,7 @@ enum ChatDocument {
         case "replace":
             upsertMessage(
                 &chat, id: messageID, fields: ["content": .string(data["content"]?.stringValue ?? "")],
-                now: Int(Date().timeIntervalSince1970))
+                now: ChatHistory.now())
         case "status":
             guard let message else { return false }
             var list: [JSONValue] = []

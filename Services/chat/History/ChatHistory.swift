@@ -69,12 +69,12 @@ struct ChatHistory: Sendable {
     }
 
     /// Inserts a new chat and its `chat.created` event; returns the `ChatResponse` text.
-    func create(_ row: ChatRow, actor: String, lastReadAt: Int, on connection: PostgresConnection) async throws -> String {
-        let json = try await chats.insert(row, lastReadAt: lastReadAt, on: connection)
-        try await publishChat(
-            "chat.created", chatID: row.id, ownerID: row.userID, actor: actor, extra: ["title": .string(row.title)],
-            on: connection)
-        return json
+    func create(_ row: ChatRow, actor: String, lastReadAt: Int, on connection: PostgresConnection? = nil) async throws
+        -> String
+    {
+        let event = Self.chatEvent(
+            "chat.created", chatID: row.id, ownerID: row.userID, actor: actor, extra: ["title": .string(row.title)])
+        return try await chats.insert(row, lastReadAt: lastReadAt, event: event, stream: outbox.stream, on: connection)
     }
 
     static func now() -> Int { Int(Date().timeIntervalSince1970) }

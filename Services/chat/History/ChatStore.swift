@@ -162,14 +162,15 @@ struct ChatStore: Sendable {
         return ""
     }
 
-    /// The rows a write path works on, locked until the transaction ends.
-    func lock(id: String, document: Bool, on connection: PostgresConnection) async throws -> ChatRow? {
+    /// The user's chat a write path works on, locked until the transaction ends (nil for another user's chat,
+    /// which is neither locked nor read).
+    func lock(id: String, userID: String, document: Bool, on connection: PostgresConnection) async throws -> ChatRow? {
         let rows = try await connection.query(
             """
             SELECT c.id, c.user_id, c.title, CASE WHEN \(document) THEN c.chat::text END, c.meta::text, c.variables::text,
                 c.folder_id, c.pinned, c.archived, c.share_id, c.current_message_id, c.created_at, c.updated_at,
                 c.last_read_at
-            FROM chat.chats c WHERE c.id = \(id) FOR UPDATE
+            FROM chat.chats c WHERE c.id = \(id) AND c.user_id = \(userID) FOR UPDATE
             """, logger: logger)
         for try await row in rows {
             let (id, user, title, chat, meta, variables, folder, pinned, archived, share, current, created, updated, read) =
@@ -231,24 +232,27 @@ struct ChatStore: Sendable {
 
     // MARK: Writes
 
-    /// Inserts a chat and returns it as `ChatResponse` text.
-    func insert(_ row: ChatRow, lastReadAt: Int, on connection: PostgresConnection) async throws -> String {
-        for try await text in try await connection.execute(InsertChat(row: row, lastReadAt: lastReadAt), logger: logger) {
-            return text
-        }
-        throw ChatHistory.failed
-    }
-
-    /// Inserts a chat outside any transaction, together with its event; returns the `ChatResponse` text.
-    func insert(_ row: ChatRow, lastReadAt: Int, event: Event, stream: String) async throws -> String {
+    /// Inserts a chat together with its event, in one statement; returns the `ChatResponse` text. Outside a
+    /// transaction when `connection` is nil (the statement is atomic on its own).
+    func insert(_ row: ChatRow, lastReadAt: Int, event: Event, stream: String, on connection: PostgresConnection? = nil)
+        async throws -> String
+    {
         let statement = InsertChatWithEvent(
             row: row, lastReadAt: lastReadAt, stream: stream, event: try Outbox.payload(event))
-        for try await text in try await postgres.execute(statement, logger: logger) { return text }
+        let rows =
+            if let connection {
+                try await connection.execute(statement, logger: logger)
+            } else {
+                try await postgres.execute(statement, logger: logger)
+            }
+        for try await text in rows { return text }
         throw ChatHistory.failed
     }
 
-    /// Writes back a locked row's document, meta and flags; returns the `ChatResponse` text.
-    func save(_ row: ChatRow, on connection: PostgresConnection) async throws -> String {
+    /// Writes back a locked row's document, meta and flags; returns the `ChatResponse` text when `answering`
+    /// (else an empty text: the whole document need not come back).
+    @discardableResult
+    func save(_ row: ChatRow, answering: Bool = true, on connection: PostgresConnection) async throws -> String {
         let rows = try await connection.query(
             """
             UPDATE chat.chats AS c SET title = \(row.title),
@@ -256,7 +260,7 @@ struct ChatStore: Sendable {
                 meta = \(JSONValue.object(row.meta).jsonText)::jsonb, variables = \(row.variables?.jsonText)::jsonb,
                 folder_id = \(row.folderID), pinned = \(row.pinned), archived = \(row.archived), share_id = \(row.shareID),
                 current_message_id = \(row.currentMessageID), updated_at = \(row.updatedAt), last_read_at = \(row.lastReadAt)
-            WHERE c.id = \(row.id) RETURNING \(unescaped: Self.chatJSON())::text
+            WHERE c.id = \(row.id) RETURNING \(unescaped: answering ? Self.chatJSON() + "::text" : "''::text")
             """, logger: logger)
         for try await text in rows.decode(String.self) { return text }
         throw APIError.accessProhibited
@@ -313,18 +317,16 @@ struct ChatStore: Sendable {
         return count
     }
 
-    /// Stamps one of the user's chats read now (the socket's `last_read_at`); nil when the chat is not theirs.
-    /// `wasUnread` says whether it had changed since it was last read, as the original decides.
-    func stampRead(id: String, userID: String, now: Int, on connection: PostgresConnection) async throws
-        -> (lastReadAt: Int, wasUnread: Bool)?
-    {
+    /// Stamps one of the user's chats read at `now` (the socket's `last_read_at`); nil when the chat is not
+    /// theirs, else whether it had changed since it was last read, as the original decides.
+    func stampRead(id: String, userID: String, now: Int, on connection: PostgresConnection) async throws -> Bool? {
         let rows = try await connection.query(
             """
             UPDATE chat.chats c SET last_read_at = \(now)
             FROM (SELECT id, last_read_at FROM chat.chats WHERE id = \(id) AND user_id = \(userID) FOR UPDATE) p
             WHERE c.id = p.id RETURNING (p.last_read_at IS NULL OR c.updated_at > p.last_read_at)
             """, logger: logger)
-        for try await wasUnread in rows.decode(Bool.self) { return (now, wasUnread) }
+        for try await wasUnread in rows.decode(Bool.self) { return wasUnread }
         return nil
     }
 
@@ -413,21 +415,18 @@ struct ChatStore: Sendable {
         var chat: String
         var createdAt: Int
         var updatedAt: Int
-        var shareMode: String?
     }
 
     func share(id: String) async throws -> Share? {
         let rows = try await postgres.query(
             """
-            SELECT id, chat_id, user_id, title, chat::text, created_at, updated_at, chat ->> 'share_mode'
+            SELECT id, chat_id, user_id, title, chat::text, created_at, updated_at
             FROM chat.shared_chats WHERE id = \(id)
             """, logger: logger)
-        for try await (id, chat, user, title, json, created, updated, mode) in rows.decode(
-            (String, String, String, String, String, Int, Int, String?).self)
+        for try await (id, chat, user, title, json, created, updated) in rows.decode(
+            (String, String, String, String, String, Int, Int).self)
         {
-            return Share(
-                id: id, chatID: chat, userID: user, title: title, chat: json, createdAt: created, updatedAt: updated,
-                shareMode: mode)
+            return Share(id: id, chatID: chat, userID: user, title: title, chat: json, createdAt: created, updatedAt: updated)
         }
         return nil
     }
@@ -482,11 +481,7 @@ struct ChatStore: Sendable {
         return ids
     }
 
-    struct Grant: Sendable, Hashable {
-        var principalType: String
-        var principalID: String
-        var permission: String
-    }
+    typealias Grant = AccessGrant
 
     func grants(chatID: String) async throws -> [Grant] {
         let rows = try await postgres.query(
@@ -524,6 +519,14 @@ struct ChatStore: Sendable {
             try await connection.query("DELETE FROM chat.chats WHERE user_id = \(userID)", logger: logger)
             try await connection.query("DELETE FROM chat.folders WHERE user_id = \(userID)", logger: logger)
             try await connection.query("DELETE FROM chat.tags WHERE user_id = \(userID)", logger: logger)
+            // Their notes, who pinned them and the grants on them, and the grants that named the user.
+            try await connection.query(
+                """
+                DELETE FROM chat.access_grants WHERE (principal_type = 'user' AND principal_id = \(userID))
+                OR (resource_type = 'note' AND resource_id IN (SELECT id FROM chat.notes WHERE user_id = \(userID)))
+                """, logger: logger)
+            try await connection.query("DELETE FROM chat.pinned_notes WHERE user_id = \(userID)", logger: logger)
+            try await connection.query("DELETE FROM chat.notes WHERE user_id = \(userID)", logger: logger)
             try await connection.query(
                 "DELETE FROM chat.share_grants WHERE principal_type = 'user' AND principal_id = \(userID)", logger: logger)
         }

@@ -10,7 +10,6 @@ struct ChatsController {
     static let notFound401 = APIError(.unauthorized, ErrorText.notFound)
     static let prohibited = APIError.accessProhibited
     static let somethingWrong = APIError(.unauthorized, "Something went wrong :/")
-    static let audience = APIError(.forbidden, "You do not have permission to share with the requested audience")
 
     /// Routes only other services call (the gateway does not route `/internal`).
     var internalRoutes: RouteCollection<ServiceRequestContext> {
@@ -158,8 +157,7 @@ struct ChatsController {
         _ body: @escaping @Sendable (inout ChatRow, PostgresConnection) async throws -> T
     ) async throws -> T {
         try await history.transaction { connection in
-            guard var row = try await history.chats.lock(id: id, document: document, on: connection),
-                row.userID == user.userID
+            guard var row = try await history.chats.lock(id: id, userID: user.userID, document: document, on: connection)
             else {
                 throw missing
             }
@@ -169,8 +167,10 @@ struct ChatsController {
 
     /// Writes back a changed chat and records its `chat.updated` event; returns the `ChatResponse` text.
     @discardableResult
-    func saveUpdated(_ row: ChatRow, actor: String, on connection: PostgresConnection) async throws -> String {
-        let json = try await history.chats.save(row, on: connection)
+    func saveUpdated(_ row: ChatRow, actor: String, answering: Bool = true, on connection: PostgresConnection)
+        async throws -> String
+    {
+        let json = try await history.chats.save(row, answering: answering, on: connection)
         try await history.publishChat(
             "chat.updated", chatID: row.id, ownerID: row.userID, actor: actor, extra: ["title": .string(row.title)],
             on: connection)
@@ -400,10 +400,7 @@ struct ChatsController {
             variables: .object(form.variables ?? [:]), folderID: form.folderID, pinned: false, archived: false,
             shareID: nil, currentMessageID: ChatDocument.currentMessageID(chat), createdAt: now, updatedAt: now)
         guard let folder = form.folderID else {
-            let event = ChatHistory.chatEvent(
-                "chat.created", chatID: row.id, ownerID: row.userID, actor: user.userID, extra: ["title": .string(row.title)])
-            return JSONResponse.text(
-                try await history.chats.insert(row, lastReadAt: now, event: event, stream: history.outbox.stream))
+            return JSONResponse.text(try await history.create(row, actor: user.userID, lastReadAt: now))
         }
         let json = try await history.transaction { connection -> String in
             guard try await history.folders.exists(id: folder, userID: user.userID, on: connection) else {
@@ -492,7 +489,7 @@ struct ChatsController {
             var current = row.chat["params"]?.objectValue ?? [:]
             for (key, value) in params { current[key] = value }
             row.chat["params"] = .object(current)
-            try await saveUpdated(row, actor: user.userID, on: connection)
+            try await saveUpdated(row, actor: user.userID, answering: false, on: connection)
             return .object(current)
         }
         return try JSONResponse.make(merged)
@@ -563,13 +560,17 @@ struct ChatsController {
         let messageID = try context.parameters.require("message_id")
         let form = try JSONBody.decode(EventForm.self, from: try await history.body(request))
         // Most events only pass through: for those the ownership check needs the row, not its document.
-        let keeps = ChatDocument.keptEvents.contains(form.type)
-        try await withOwnChat(id, user, missing: Self.prohibited, document: keeps) { row, connection in
-            guard keeps, ChatDocument.applyEvent(&row.chat, messageID: messageID, type: form.type, data: form.data) else {
-                return
+        if ChatDocument.keptEvents.contains(form.type) {
+            try await withOwnChat(id, user, missing: Self.prohibited) { row, connection in
+                guard ChatDocument.applyEvent(&row.chat, messageID: messageID, type: form.type, data: form.data) else {
+                    return
+                }
+                if ["message", "replace"].contains(form.type) { row.updatedAt = ChatHistory.now() }
+                try await saveUpdated(row, actor: user.userID, answering: false, on: connection)
             }
-            if ["message", "replace"].contains(form.type) { row.updatedAt = ChatHistory.now() }
-            try await saveUpdated(row, actor: user.userID, on: connection)
+        } else {
+            // Passing through: only the owner is checked, without a transaction or a row lock.
+            guard try await history.chats.owner(of: id) == user.userID else { throw Self.prohibited }
         }
         let event: JSONValue = .object(["type": .string(form.type), "data": .object(form.data)])
         var delivered = true
@@ -715,7 +716,7 @@ struct ChatsController {
         let (folder, unread) = try await withOwnChat(id, user, missing: APIError.notFound, document: false) {
             row, connection -> (String?, [String: Int]) in
             row.lastReadAt = 0
-            _ = try await history.chats.save(row, on: connection)
+            try await history.chats.save(row, answering: false, on: connection)
             return (row.folderID, try await history.folders.unreadTotals(userID: user.userID, on: connection))
         }
         return JSONResponse.text(
@@ -730,12 +731,11 @@ struct ChatsController {
     @Sendable func stampRead(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let now = Int(Date().timeIntervalSince1970)
+        let now = ChatHistory.now()
         let answer = try await history.transaction { connection -> String? in
-            guard let (lastReadAt, wasUnread) = try await history.chats.stampRead(
-                id: id, userID: user.userID, now: now, on: connection)
+            guard let wasUnread = try await history.chats.stampRead(id: id, userID: user.userID, now: now, on: connection)
             else { return nil }
-            var data: [(String, JSONValue)] = [("chat_id", .string(id)), ("last_read_at", .int(lastReadAt))]
+            var data: [(String, JSONValue)] = [("chat_id", .string(id)), ("last_read_at", .int(now))]
             if wasUnread {
                 let counts = try await history.folders.unreadTotals(userID: user.userID, on: connection)
                 data.append(("folder_unread_counts", .object(counts.mapValues(JSONValue.int))))
@@ -767,7 +767,7 @@ struct ChatsController {
                 try await history.chats.ensureTags([(tag, form.name)], userID: row.userID, on: connection)
                 tags.append(tag)
                 row.meta["tags"] = .array(tags.map(JSONValue.string))
-                try await saveUpdated(row, actor: user.userID, on: connection)
+                try await saveUpdated(row, actor: user.userID, answering: false, on: connection)
             }
             return try await history.chats.tagsJSON(ids: tags, userID: row.userID, on: connection)
         }
@@ -783,7 +783,7 @@ struct ChatsController {
             let tags = row.tags.filter { $0 != tag }
             if tags.count != row.tags.count {
                 row.meta["tags"] = .array(tags.map(JSONValue.string))
-                try await saveUpdated(row, actor: user.userID, on: connection)
+                try await saveUpdated(row, actor: user.userID, answering: false, on: connection)
             }
             try await history.chats.deleteUnusedTags(ids: [tag], userID: row.userID, on: connection)
             return try await history.chats.tagsJSON(ids: tags, userID: row.userID, on: connection)
@@ -826,10 +826,7 @@ struct ChatsController {
             id: UUID().uuidString.lowercased(), userID: user.userID, title: ChatDocument.title(chat), chat: chat, meta: [:],
             variables: .object([:]), folderID: nil, pinned: false, archived: false, shareID: nil,
             currentMessageID: ChatDocument.currentMessageID(chat), createdAt: now, updatedAt: now)
-        let json = try await history.transaction { connection in
-            try await history.create(copy, actor: user.userID, lastReadAt: now, on: connection)
-        }
-        return JSONResponse.text(json)
+        return JSONResponse.text(try await history.create(copy, actor: user.userID, lastReadAt: now))
     }
 
     // MARK: Share
@@ -941,21 +938,12 @@ struct ChatsController {
         let form = try JSONBody.decode(AccessForm.self, from: data)
         let modeSent = (try? JSONBody.decode(JSONValue.self, from: data))?["share_mode"] != nil
         if let mode = form.shareMode, mode != "continue" { throw Self.shareModeIssue(mode) }
-        var grants: [ChatStore.Grant] = []
-        for value in form.accessGrants {
-            guard let type = value["principal_type"]?.stringValue, ["user", "group", "anyone"].contains(type),
-                let principal = value["principal_id"]?.stringValue, !principal.isEmpty,
-                let permission = value["permission"]?.stringValue, ["read", "write"].contains(permission)
-            else { continue }
-            if type == "anyone", principal != "*" || permission != "read" { continue }
-            let grant = ChatStore.Grant(principalType: type, principalID: principal, permission: permission)
-            if !grants.contains(grant) { grants.append(grant) }
-        }
+        let grants = AccessGrant.normalize(form.accessGrants)
         // Users may share with named users and groups; opening a chat to everyone is for admins.
-        if !user.isAdmin, grants.contains(where: { $0.principalID == "*" }) { throw Self.audience }
+        if !user.isAdmin, grants.contains(where: { $0.principalID == "*" }) { throw SharingPolicy.audience }
         let shareMode = form.shareMode.map(JSONValue.string)
         let chosen = grants
-        let json = try await withOwnChat(id, user, missing: APIError.notFound) { row, connection -> String in
+        let json = try await withOwnChat(id, user, missing: APIError.notFound, document: modeSent) { row, connection -> String in
             try await history.chats.replaceGrants(chosen, chatID: row.id, on: connection)
             if modeSent, row.shareID != nil {
                 _ = try await history.chats.snapshot(

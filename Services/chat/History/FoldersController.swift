@@ -9,7 +9,6 @@ struct FoldersController {
 
     static let exists = APIError(.badRequest, "[ERROR: Folder already exists]")
     static let intoItself = APIError(.badRequest, "[ERROR: Cannot move a folder into itself or one of its subfolders]")
-    static let audience = APIError(.forbidden, "You do not have permission to share with the requested audience")
 
     var routes: RouteCollection<ServiceRequestContext> {
         let routes = RouteCollection(context: ServiceRequestContext.self)
@@ -52,11 +51,6 @@ struct FoldersController {
     struct ExpandedForm: Decodable {
         var isExpanded: Bool
         enum CodingKeys: String, CodingKey { case isExpanded = "is_expanded" }
-    }
-
-    struct AccessForm: Decodable {
-        var accessGrants: [JSONValue]
-        enum CodingKeys: String, CodingKey { case accessGrants = "access_grants" }
     }
 
     /// The list drops `user_id`, `items` and `data`, keeps only `meta.icon`, and counts unread chats of each
@@ -219,9 +213,9 @@ struct FoldersController {
     @Sendable func updateAccess(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let form = try JSONBody.decode(AccessForm.self, from: try await history.body(request))
+        let form = try JSONBody.decode(AccessGrantsForm.self, from: try await history.body(request))
         guard let json = try await history.folders.json(id: id, userID: user.userID) else { throw APIError.notFound }
-        guard form.accessGrants.isEmpty else { throw Self.audience }
+        guard form.accessGrants.isEmpty else { throw SharingPolicy.audience }
         return JSONResponse.text(String(json.dropLast()) + ",\"access_grants\":[]}")
     }
 

@@ -53,24 +53,6 @@ struct OwnChat: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> ByteBuffer { try row.decode(ByteBuffer.self) }
 }
 
-/// Inserts a chat and returns it as `ChatResponse`.
-struct InsertChat: PostgresPreparedStatement {
-    static let sql = """
-        INSERT INTO chat.chats AS c (id, user_id, title, chat, created_at, updated_at, archived, pinned, meta,
-            variables, folder_id, current_message_id, last_read_at)
-        VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11, $12, $13)
-        RETURNING \(ChatStore.chatJSON())::text
-        """
-    typealias Row = String
-
-    var row: ChatRow
-    var lastReadAt: Int
-
-    func makeBindings() throws -> PostgresBindings { ChatStore.insertBindings(row, lastReadAt: lastReadAt) }
-
-    func decodeRow(_ row: PostgresRow) throws -> String { try row.decode(String.self) }
-}
-
 /// Inserts a chat and its `chat.created` event in one statement (one round trip, atomic on its own).
 struct InsertChatWithEvent: PostgresPreparedStatement {
     static let sql = """

@@ -31,6 +31,15 @@ struct AccessGrant: Sendable, Hashable {
     }
 }
 
+/// `{"access_grants": [...]}`, the body of every `access/update` route.
+struct AccessGrantsForm: Decodable {
+    var accessGrants: [JSONValue]
+
+    enum CodingKeys: String, CodingKey {
+        case accessGrants = "access_grants"
+    }
+}
+
 /// The sharing keys of one resource type: the permission to share at all and the one to share with everyone.
 struct SharingPolicy: Sendable {
     var share: String?
@@ -111,13 +120,13 @@ struct GrantStore: Sendable {
     func has(
         _ permission: String, type: String, id: String, user: Identity, on connection: PostgresConnection
     ) async throws -> Bool {
-        let rows = try await connection.query(
-            """
-            SELECT 1 FROM chat.access_grants g WHERE g.resource_type = \(type) AND g.resource_id = \(id)
-            AND g.permission = \(permission) AND ((g.principal_type = 'user' AND g.principal_id IN ('*', \(user.userID)))
-            OR (g.principal_type = 'group' AND g.principal_id = ANY(\(user.groupIDs)))) LIMIT 1
-            """, logger: logger)
-        for try await _ in rows { return true }
+        var sql = SQLBuilder("SELECT ")
+        let idSQL = sql.placeholder(for: id)
+        let permissionSQL = sql.placeholder(for: permission)
+        let userSQL = sql.placeholder(for: user.userID)
+        let groups = sql.placeholder(for: user.groupIDs)
+        sql.append(Self.grantedSQL(type: type, idSQL: idSQL, permission: permissionSQL, user: userSQL, groups: groups))
+        for try await granted in try await connection.query(sql.query, logger: logger).decode(Bool.self) { return granted }
         return false
     }
 

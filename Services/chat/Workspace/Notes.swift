@@ -68,14 +68,26 @@ struct NotesController {
 
     // MARK: JSON
 
-    /// `NoteModel` of note `n`, with `is_pinned` for the viewer bound at `viewer`.
-    static func noteJSON(viewer: String) -> String {
+    /// `NoteModel` of note `n` (keys in the original's order), with `is_pinned` for the viewer bound at
+    /// `viewer`; `data` is the stored one or, in lists, `truncatedData`.
+    static func noteJSON(viewer: String, data: String = "n.data") -> String {
         """
-        json_build_object('id', n.id, 'user_id', n.user_id, 'title', n.title, 'data', n.data, 'meta', n.meta,
-            'is_pinned', EXISTS (SELECT 1 FROM chat.pinned_notes p WHERE p.note_id = n.id AND p.user_id = \(viewer)),
-            'access_grants', \(GrantStore.listJSON(type: "note", idSQL: "n.id")),
-            'created_at', n.created_at, 'updated_at', n.updated_at)
+        json_build_object('id', n.id, 'user_id', n.user_id, 'title', n.title, 'data', \(data), 'meta', n.meta,
+            'is_pinned', \(pinnedSQL(viewer: viewer)), 'access_grants', \(GrantStore.listJSON(type: "note", idSQL: "n.id")),
+            'created_at', n.created_at, 'updated_at', n.updated_at)::text
         """
+    }
+
+    /// `NoteItemResponse` of note `n` without its `user`, which the caller appends.
+    static func itemJSON(pinned: String) -> String {
+        """
+        json_build_object('id', n.id, 'title', n.title, 'data', \(truncatedData), 'is_pinned', \(pinned),
+            'updated_at', n.updated_at, 'created_at', n.created_at)::text
+        """
+    }
+
+    static func pinnedSQL(viewer: String) -> String {
+        "EXISTS (SELECT 1 FROM chat.pinned_notes p WHERE p.note_id = n.id AND p.user_id = \(viewer))"
     }
 
     /// The lists' `data`: the first 1,000 characters of `content.md` only (an empty `data` stays empty).
@@ -85,14 +97,13 @@ struct NotesController {
         END
         """
 
-    func note(_ id: String, viewer: String, on connection: PostgresConnection) async throws -> JSONValue {
+    /// The note as `NoteModel` text for `viewer`.
+    func note(_ id: String, viewer: String, on connection: PostgresConnection) async throws -> String {
         var sql = SQLBuilder("SELECT ")
         let viewerSQL = sql.placeholder(for: viewer)
-        sql.append(Self.noteJSON(viewer: viewerSQL) + "::text FROM chat.notes n WHERE n.id = ")
+        sql.append(Self.noteJSON(viewer: viewerSQL) + " FROM chat.notes n WHERE n.id = ")
         sql.bind(id)
-        for try await text in try await connection.query(sql.query, logger: logger).decode(String.self) {
-            if let value = JSONValue.parse(text) { return value }
-        }
+        for try await text in try await connection.query(sql.query, logger: logger).decode(String.self) { return text }
         throw APIError.notFound
     }
 
@@ -113,34 +124,16 @@ struct NotesController {
         .object(["id": .string(id), "name": .string(name), "role": .string(role), "email": .string(email)])
     }
 
-    /// Rows of `(item JSON, owner id)`: `select` names both columns.
-    func items(_ sql: SQLBuilder) async throws -> [(JSONValue, String)] {
-        var result: [(JSONValue, String)] = []
-        let rows = try await history.postgres.query(sql.query, logger: logger)
-        for try await (text, owner) in rows.decode((String, String).self) {
-            if let value = JSONValue.parse(text) { result.append((value, owner)) }
+    /// Items (`SELECT <item text>, n.user_id ...`) with their owner appended; notes whose owner is gone drop.
+    func itemList(_ sql: SQLBuilder, _ user: Identity) async throws -> String {
+        var rows: [(String, String)] = []
+        for try await row in try await history.postgres.query(sql.query, logger: logger).decode((String, String).self) {
+            rows.append(row)
         }
-        return result
-    }
-
-    /// `NoteItemResponse`s in the original's key order, with the owner attached; notes whose owner is gone drop.
-    func itemList(_ rows: [(JSONValue, String)], _ user: Identity) async throws -> String {
         let users = try await owners(Set(rows.map(\.1)), user)
         return OrderedJSON.array(
-            rows.compactMap { item, owner in
-                guard let person = users[owner] else { return nil }
-                return OrderedJSON.object([
-                    "id": item["id"] ?? .null, "title": item["title"] ?? .null, "data": item["data"] ?? .null,
-                    "is_pinned": item["is_pinned"] ?? .bool(false), "updated_at": item["updated_at"] ?? .null,
-                    "created_at": item["created_at"] ?? .null, "user": person,
-                ])
-            })
+            rows.compactMap { item, owner in users[owner].map { OrderedJSON.appending(item, [("user", $0)]) } })
     }
-
-    static let itemJSON = """
-        json_build_object('id', n.id, 'title', n.title, 'data', \(truncatedData), 'is_pinned', pinned,
-            'updated_at', n.updated_at, 'created_at', n.created_at)::text
-        """
 
     // MARK: Lists
 
@@ -161,30 +154,25 @@ struct NotesController {
         let page = try JSONBody.queryInt(request.queryValue("page"), name: "page")
         var sql = SQLBuilder("SELECT ")
         let viewer = sql.placeholder(for: user.userID)
-        sql.append(
-            Self.itemJSON.replacingOccurrences(
-                of: "'is_pinned', pinned",
-                with: "'is_pinned', EXISTS (SELECT 1 FROM chat.pinned_notes p WHERE p.note_id = n.id AND p.user_id = \(viewer))")
-                + ", n.user_id FROM chat.notes n WHERE ")
+        sql.append(Self.itemJSON(pinned: Self.pinnedSQL(viewer: viewer)) + ", n.user_id FROM chat.notes n WHERE ")
         Self.readable(&sql, user)
         sql.append(" ORDER BY n.updated_at DESC, n.id")
         if let page {
             sql.append(" LIMIT \(Self.pageSize) OFFSET \(try ChatHistory.offset(page: page, size: Self.pageSize))")
         }
-        return JSONResponse.text(try await itemList(try await items(sql), user))
+        return JSONResponse.text(try await itemList(sql, user))
     }
 
     @Sendable func pinned(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         try await checkFeature(user)
-        var sql = SQLBuilder("SELECT ")
-        sql.append(Self.itemJSON.replacingOccurrences(of: "'is_pinned', pinned", with: "'is_pinned', true"))
+        var sql = SQLBuilder("SELECT " + Self.itemJSON(pinned: "true"))
         sql.append(", n.user_id FROM chat.notes n JOIN chat.pinned_notes p ON p.note_id = n.id WHERE p.user_id = ")
         sql.bind(user.userID)
         sql.append(" AND ")
         Self.readable(&sql, user)
         sql.append(" ORDER BY p.created_at DESC, n.id")
-        return JSONResponse.text(try await itemList(try await items(sql), user))
+        return JSONResponse.text(try await itemList(sql, user))
     }
 
     /// `query` (every word, hyphens and spaces ignored, in the title or the markdown), `view_option`
@@ -217,41 +205,28 @@ struct NotesController {
             sql.append(" AND ")
             Self.readable(&sql, user, permission: request.queryValue("permission") ?? "write")
         }
-        let ascending = request.queryValue("direction") == "asc"
-        let column =
+        let direction = request.queryValue("direction") == "asc" ? "ASC" : "DESC"
+        let order =
             switch request.queryValue("order_by") {
-            case "name": "n.title"
-            case "created_at": "n.created_at"
-            default: "n.updated_at"
+            case nil: "n.updated_at DESC"
+            case "name": "n.title \(direction)"
+            case "created_at": "n.created_at \(direction)"
+            default: "n.updated_at \(direction)"
             }
-        let order = request.queryValue("order_by") == nil ? "n.updated_at DESC" : "\(column) \(ascending ? "ASC" : "DESC")"
         let viewer = sql.placeholder(for: user.userID)
         sql.append(
             """
             ), page AS (SELECT n.*, row_number() OVER (ORDER BY \(order), n.id) AS k FROM found n
                 ORDER BY k LIMIT \(Self.pageSize) OFFSET \(offset))
             SELECT (SELECT count(*)::bigint FROM found),
-                (SELECT coalesce(json_agg(json_build_object('id', n.id, 'user_id', n.user_id, 'title', n.title,
-                    'data', \(Self.truncatedData), 'meta', n.meta, 'is_pinned', EXISTS (SELECT 1 FROM chat.pinned_notes p
-                    WHERE p.note_id = n.id AND p.user_id = \(viewer)), 'access_grants',
-                    \(GrantStore.listJSON(type: "note", idSQL: "n.id")), 'created_at', n.created_at,
-                    'updated_at', n.updated_at) ORDER BY n.k), '[]'::json)::text FROM page n)
+                coalesce(array_agg(\(Self.noteJSON(viewer: viewer, data: Self.truncatedData)) ORDER BY n.k), '{}'),
+                coalesce(array_agg(n.user_id ORDER BY n.k), '{}') FROM page n
             """)
-        var total = 0
-        var notes: [JSONValue] = []
-        for try await (count, text) in try await history.postgres.query(sql.query, logger: logger).decode((Int, String).self) {
-            total = count
-            if case .array(let list)? = JSONValue.parse(text) { notes = list }
-        }
-        let users = try await owners(Set(notes.compactMap { $0["user_id"]?.stringValue }), user)
-        let items = notes.map { note -> String in
-            var pairs: [(String, JSONValue)] = []
-            for key in ["id", "user_id", "title", "data", "meta", "is_pinned", "access_grants", "created_at", "updated_at"] {
-                pairs.append((key, note[key] ?? .null))
-            }
-            pairs.append(("user", note["user_id"]?.stringValue.flatMap { users[$0] } ?? .null))
-            return OrderedJSON.object(pairs, raw: ["access_grants": note["access_grants"]?.orderedGrants ?? "[]"])
-        }
+        var (total, notes, owners) = (0, [String](), [String]())
+        let rows = try await history.postgres.query(sql.query, logger: logger).decode((Int, [String], [String]).self)
+        for try await row in rows { (total, notes, owners) = row }
+        let users = try await self.owners(Set(owners), user)
+        let items = zip(notes, owners).map { note, owner in OrderedJSON.appending(note, [("user", users[owner] ?? .null)]) }
         return JSONResponse.text("{\"items\":" + OrderedJSON.array(items) + ",\"total\":\(total)}")
     }
 
@@ -285,7 +260,7 @@ struct NotesController {
                     \(form.meta.map { JSONValue.object($0).jsonText })::jsonb, \(now), \(now))
                 """, logger: logger)
             try await grants.replace(chosen, type: "note", id: id, now: now / 1_000_000_000, on: connection)
-            return try await note(id, viewer: user.userID, on: connection).orderedNote
+            return try await note(id, viewer: user.userID, on: connection)
         }
         return JSONResponse.text(json)
     }
@@ -294,10 +269,10 @@ struct NotesController {
         let (user, id) = try await caller(context)
         let json = try await history.postgres.withConnection { connection -> String in
             let owner = try await authorize(id, user, "read", on: connection)
-            let found = try await note(id, viewer: user.userID, on: connection)
             var writable = user.isAdmin || owner == user.userID
             if !writable { writable = try await grants.has("write", type: "note", id: id, user: user, on: connection) }
-            return found.orderedNote(extra: [("write_access", .bool(writable))])
+            return OrderedJSON.appending(
+                try await note(id, viewer: user.userID, on: connection), [("write_access", .bool(writable))])
         }
         return JSONResponse.text(json)
     }
@@ -325,11 +300,37 @@ struct NotesController {
         var meta: JSONValue?
     }
 
+    /// An update that passed validation: `data` sanitised, `meta` an object if sent.
+    struct NoteChange {
+        var title: String?
+        var data: [String: JSONValue]?
+        var meta: [String: JSONValue]?
+
+        init(_ form: NoteUpdateForm) throws {
+            if let meta = form.meta, meta != .null, meta.objectValue == nil {
+                throw APIError.validation([
+                    ValidationIssue(
+                        type: "dict_type", loc: [.string("body"), .string("meta")],
+                        msg: "Input should be a valid dictionary", input: meta)
+                ])
+            }
+            title = form.title
+            data = try NoteContent.sanitize(form.data)?.objectValue
+            meta = form.meta?.objectValue
+        }
+    }
+
     @Sendable func update(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let (user, id) = try await caller(context)
-        let form = try JSONBody.decode(NoteUpdateForm.self, from: try await history.body(request))
-        let (json, event) = try await apply(form, to: id, user: user)
-        if let value = JSONValue.parse(event) { await history.realtime.emit("events:note", value, to: .room("note:\(id)")) }
+        let change = try NoteChange(JSONBody.decode(NoteUpdateForm.self, from: try await history.body(request)))
+        let json = try await apply(change, to: id, user: user)
+        // The room hears the note with only the `data` keys this update sent.
+        if case .object(var event)? = JSONValue.parse(json) {
+            if let sent = change.data, case .object(let stored)? = event["data"] {
+                event["data"] = .object(stored.filter { sent[$0.key] != nil })
+            }
+            await history.realtime.emit("events:note", .object(event), to: .room("note:\(id)"))
+        }
         return JSONResponse.text(json)
     }
 
@@ -337,8 +338,8 @@ struct NotesController {
     /// `events:note` broadcast, as the original's document save.
     @Sendable func saveContent(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let (user, id) = try await caller(context)
-        let form = try JSONBody.decode(NoteUpdateForm.self, from: try await history.body(request))
-        return JSONResponse.text(try await apply(form, to: id, user: user).0)
+        let change = try NoteChange(JSONBody.decode(NoteUpdateForm.self, from: try await history.body(request)))
+        return JSONResponse.text(try await apply(change, to: id, user: user))
     }
 
     var internalRoutes: RouteCollection<ServiceRequestContext> {
@@ -347,44 +348,24 @@ struct NotesController {
         return routes
     }
 
-    /// Writes an update a user may make; returns the note and the note as its room hears of it.
-    func apply(_ form: NoteUpdateForm, to id: String, user: Identity) async throws -> (String, String) {
-        if let meta = form.meta, meta != .null, meta.objectValue == nil {
-            throw APIError.validation([
-                ValidationIssue(
-                    type: "dict_type", loc: [.string("body"), .string("meta")], msg: "Input should be a valid dictionary",
-                    input: meta)
-            ])
-        }
-        let data = try NoteContent.sanitize(form.data)
-        return try await history.transaction { connection -> (String, String) in
+    /// Writes an update a user may make, merged as the original (top-level keys of `data` and `meta` replace
+    /// the stored ones; `updated_at` moves only when something changed); returns the note.
+    func apply(_ change: NoteChange, to id: String, user: Identity) async throws -> String {
+        let data = change.data.map { JSONValue.object($0).jsonText }
+        let meta = change.meta.map { JSONValue.object($0).jsonText }
+        return try await history.transaction { connection -> String in
             try await authorize(id, user, "write", on: connection)
-            // Merged as the original: top-level keys of `data` and `meta` replace the stored ones.
             try await connection.query(
                 """
-                UPDATE chat.notes SET title = coalesce(\(form.title), title),
-                    data = data || coalesce(\(data?.jsonText)::jsonb, '{}'::jsonb),
-                    meta = CASE WHEN \(form.meta?.objectValue != nil) THEN coalesce(meta, '{}'::jsonb) || \(form.meta?.jsonText)::jsonb ELSE meta END,
+                WITH next AS (SELECT id, coalesce(\(change.title), title) AS title,
+                    data || coalesce(\(data)::jsonb, '{}'::jsonb) AS data,
+                    CASE WHEN \(meta)::jsonb IS NULL THEN meta ELSE coalesce(meta, '{}'::jsonb) || \(meta)::jsonb END AS meta
+                    FROM chat.notes WHERE id = \(id))
+                UPDATE chat.notes n SET title = next.title, data = next.data, meta = next.meta,
                     updated_at = \(NoteContent.now())
-                WHERE id = \(id) AND (title IS DISTINCT FROM coalesce(\(form.title), title)
-                    OR data IS DISTINCT FROM data || coalesce(\(data?.jsonText)::jsonb, '{}'::jsonb)
-                    OR (\(form.meta?.objectValue != nil) AND meta IS DISTINCT FROM coalesce(meta, '{}'::jsonb) || \(form.meta?.jsonText)::jsonb))
+                FROM next WHERE n.id = next.id AND (n.title, n.data, n.meta) IS DISTINCT FROM (next.title, next.data, next.meta)
                 """, logger: logger)
-            let found = try await note(id, viewer: user.userID, on: connection)
-            var eventNote = found
-            if let sent = data?.objectValue, case .object(var fields) = found, case .object(let stored)? = found["data"] {
-                fields["data"] = .object(stored.filter { sent[$0.key] != nil })
-                eventNote = .object(fields)
-            }
-            return (found.orderedNote, eventNote.orderedNote)
-        }
-    }
-
-    struct AccessForm: Decodable {
-        var accessGrants: [JSONValue]
-
-        enum CodingKeys: String, CodingKey {
-            case accessGrants = "access_grants"
+            return try await note(id, viewer: user.userID, on: connection)
         }
     }
 
@@ -392,12 +373,12 @@ struct NotesController {
         let user = try context.requireVerified()
         let policy = try await checkFeature(user)
         let id = try context.parameters.require("id")
-        let form = try JSONBody.decode(AccessForm.self, from: try await history.body(request))
+        let form = try JSONBody.decode(AccessGrantsForm.self, from: try await history.body(request))
         let json = try await history.transaction { connection -> String in
             try await authorize(id, user, "write", on: connection)
             let chosen = try SharingPolicy.note.validate(AccessGrant.normalize(form.accessGrants), user: user, policy: policy)
             try await grants.replace(chosen, type: "note", id: id, now: Int(Date().timeIntervalSince1970), on: connection)
-            return try await note(id, viewer: user.userID, on: connection).orderedNote
+            return try await note(id, viewer: user.userID, on: connection)
         }
         // Sockets in the note's rooms whose user lost access leave them.
         await history.realtime.recheckRoom("note:\(id)", access: "/api/v1/notes/\(id)")
@@ -421,7 +402,7 @@ struct NotesController {
                     ON CONFLICT DO NOTHING
                     """, logger: logger)
             }
-            return try await note(id, viewer: user.userID, on: connection).orderedNote
+            return try await note(id, viewer: user.userID, on: connection)
         }
         return JSONResponse.text(json)
     }
@@ -477,28 +458,6 @@ enum NoteContent {
 }
 
 extension JSONValue {
-    /// A `NoteModel` in the original's key order (plus any extra keys at the end).
-    var orderedNote: String { orderedNote(extra: []) }
-
-    func orderedNote(extra: [(String, JSONValue)]) -> String {
-        var pairs: [(String, JSONValue)] = []
-        for key in ["id", "user_id", "title", "data", "meta", "is_pinned", "access_grants", "created_at", "updated_at"] {
-            pairs.append((key, self[key] ?? .null))
-        }
-        return OrderedJSON.object(pairs + extra, raw: ["access_grants": self["access_grants"]?.orderedGrants ?? "[]"])
-    }
-
-    /// `AccessGrantModel`s in the original's key order.
-    var orderedGrants: String {
-        guard case .array(let grants) = self else { return "[]" }
-        return OrderedJSON.array(
-            grants.map { grant in
-                OrderedJSON.object(
-                    ["id", "resource_type", "resource_id", "principal_type", "principal_id", "permission", "created_at"]
-                        .map { ($0, grant[$0] ?? .null) })
-            })
-    }
-
     /// Indented JSON (two spaces), for markdown that arrived as a structure.
     var prettyText: String {
         guard let data = jsonText.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data),
