@@ -21,6 +21,12 @@ let auth = AuthLookup(
 let notes = NotesController(history: history, policies: PolicyCache(auth: auth), auth: auth)
 router.addRoutes(notes.routes, atPath: "/api/v1/notes")
 router.addRoutes(notes.internalRoutes, atPath: "/internal/notes")
+let policies = PolicyCache(auth: auth)
+let adminBypass = config.environment.bool(
+    "BYPASS_ADMIN_ACCESS_CONTROL", default: config.environment.bool("ENABLE_ADMIN_WORKSPACE_CONTENT_ACCESS", default: true))
+router.addRoutes(
+    PromptsController(history: history, policies: policies, auth: auth, adminBypass: adminBypass).routes,
+    atPath: "/api/v1/prompts")
 
 let relay = OutboxRelay(outbox: history.outbox, postgres: runtime.postgres, redis: runtime.redis, logger: runtime.logger)
 // A deleted user's chats, folders, tags and shares go too; the consumer group makes sure one replica does it

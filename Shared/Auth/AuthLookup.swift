@@ -43,7 +43,24 @@ public struct AuthLookup: Sendable {
         try await get("/internal/principals/api-keys/\(apiKeyHash)", as: PrincipalInfo.self)
     }
 
-    /// A user's effective permissions and the feature switches (`{"permissions": ..., "features": ...}`).
+    /// The original's `UserResponse`: who owns an item, as lists show it.
+public struct UserSummary: Codable, Sendable {
+    public var id: String
+    public var name: String
+    public var role: String
+    public var email: String
+
+    public init(id: String, name: String, role: String, email: String) {
+        (self.id, self.name, self.role, self.email) = (id, name, role, email)
+    }
+
+    /// `{"id", "name", "role", "email"}` in that order.
+    public var jsonText: String {
+        OrderedJSON.object(["id": .string(id), "name": .string(name), "role": .string(role), "email": .string(email)])
+    }
+}
+
+/// A user's effective permissions and the feature switches (`{"permissions": ..., "features": ...}`).
     public func userPolicy(userID: String) async throws -> UserPolicy {
         guard let escaped = userID.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])),
             let policy = try await get("/internal/policy/users/\(escaped)", as: UserPolicy.self)
@@ -51,11 +68,41 @@ public struct AuthLookup: Sendable {
         return policy
     }
 
+    /// `UserResponse`s of the given users (unknown ids left out), asked in one call.
+    public func users(ids: some Collection<String>) async throws -> [UserSummary] {
+        guard !ids.isEmpty else { return [] }
+        let list = ids.joined(separator: ",").addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", "_", ","])) ?? ""
+        return try await get("/internal/users/summaries?ids=\(list)", as: [UserSummary].self) ?? []
+    }
+
+    /// `UserResponse`s of up to 1,000 users whose name or email contains `query` (case-insensitive).
+    public func users(matching query: String) async throws -> [UserSummary] {
+        let escaped = query.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+        return try await get("/internal/users/summaries?query=\(escaped)", as: [UserSummary].self) ?? []
+    }
+
     public func policy() async throws -> GatewayPolicy {
         guard let policy = try await get("/internal/gateway-config", as: GatewayPolicy.self) else {
             throw APIError.unavailable
         }
         return policy
+    }
+}
+
+/// The original's `UserResponse`: who owns an item, as lists show it.
+public struct UserSummary: Codable, Sendable {
+    public var id: String
+    public var name: String
+    public var role: String
+    public var email: String
+
+    public init(id: String, name: String, role: String, email: String) {
+        (self.id, self.name, self.role, self.email) = (id, name, role, email)
+    }
+
+    /// `{"id", "name", "role", "email"}` in that order.
+    public var jsonText: String {
+        OrderedJSON.object(["id": .string(id), "name": .string(name), "role": .string(role), "email": .string(email)])
     }
 }
 

@@ -20,6 +20,13 @@ public enum OrderedJSON {
         return encoded.dropLast() + (encoded == "{}" ? "" : ",") + added + "}"
     }
 
+    /// The same with values that are already JSON text (which keeps their own key order).
+    public static func appending(_ encoded: String, raw pairs: [(String, String)]) -> String {
+        guard encoded.hasSuffix("}"), !pairs.isEmpty else { return encoded }
+        let added = pairs.map { JSONValue.string($0.0).jsonText + ":" + $0.1 }.joined(separator: ",")
+        return encoded.dropLast() + (encoded == "{}" ? "" : ",") + added + "}"
+    }
+
     /// A JSON array of already-encoded items.
     public static func array(_ items: [String]) -> String {
         "[" + items.joined(separator: ",") + "]"

@@ -12,6 +12,7 @@ struct InternalController {
         routes.get("principals/api-keys/:hash", use: apiKeyPrincipal)
         routes.get("gateway-config", use: gatewayConfig)
         routes.get("policy/users/:id", use: userPolicy)
+        routes.get("users/summaries", use: userSummaries)
         return routes
     }
 
@@ -45,6 +46,15 @@ struct InternalController {
                 "permissions": try await accounts.permissions(ofUser: id),
                 "features": .object(["notes": .bool(config.bool("ENABLE_NOTES"))]),
             ]))
+    }
+
+    /// `UserResponse`s (`id`, `name`, `role`, `email`) of the users named in `ids` (comma-separated), or of at
+    /// most 1,000 users whose name or email contains `query`: the owners other services show beside items.
+    @Sendable func userSummaries(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let ids = request.queryValue("ids").map { $0.split(separator: ",").map(String.init) }
+        let query = request.queryValue("query")
+        guard ids != nil || query != nil else { return JSONResponse.text("[]") }
+        return JSONResponse.text(try await accounts.users.summaries(ids: ids, matching: query))
     }
 
     @Sendable func gatewayConfig(_ request: Request, context: ServiceRequestContext) async throws -> Response {

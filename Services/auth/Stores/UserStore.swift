@@ -189,6 +189,19 @@ struct UserStore: Sendable {
         return (users, total)
     }
 
+    /// `[{"id", "name", "role", "email"}]` of the given users or of those matching `query` (name or email).
+    func summaries(ids: [String]?, matching query: String?) async throws -> String {
+        let pattern = query.map { "%\($0)%" }
+        let rows = try await postgres.query(
+            """
+            SELECT coalesce(json_agg(json_build_object('id', u.id, 'name', u.name, 'role', u.role, 'email', u.email)), '[]')::text
+            FROM (SELECT * FROM auth.users u WHERE (\(ids)::text[] IS NULL OR u.id = ANY(\(ids)::text[]))
+                AND (\(pattern)::text IS NULL OR u.name ILIKE \(pattern) OR u.email ILIKE \(pattern)) LIMIT 1000) u
+            """, logger: logger)
+        for try await json in rows.decode(String.self) { return json }
+        return "[]"
+    }
+
     private func countMatching(_ pattern: String?) async throws -> Int {
         let rows = try await postgres.query(
             """

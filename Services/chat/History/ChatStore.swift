@@ -526,6 +526,10 @@ struct ChatStore: Sendable {
                 OR (resource_type = 'note' AND resource_id IN (SELECT id FROM chat.notes WHERE user_id = \(userID)))
                 """, logger: logger)
             try await connection.query("DELETE FROM chat.pinned_notes WHERE user_id = \(userID)", logger: logger)
+            let prompts = try await connection.query("SELECT id FROM chat.prompts WHERE user_id = \(userID)", logger: logger)
+            var promptIDs: [String] = []
+            for try await id in prompts.decode(String.self) { promptIDs.append(id) }
+            try await PromptsController.deleteRows(ids: promptIDs, on: connection, logger: logger)
             try await connection.query("DELETE FROM chat.notes WHERE user_id = \(userID)", logger: logger)
             try await connection.query(
                 "DELETE FROM chat.share_grants WHERE principal_type = 'user' AND principal_id = \(userID)", logger: logger)

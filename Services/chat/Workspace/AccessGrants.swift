@@ -46,6 +46,9 @@ struct SharingPolicy: Sendable {
     var makePublic: String?
 
     static let note = SharingPolicy(share: "sharing.notes", makePublic: "sharing.public_notes")
+    static let prompt = SharingPolicy(share: "sharing.prompts", makePublic: "sharing.public_prompts")
+    static let tool = SharingPolicy(share: "sharing.tools", makePublic: "sharing.public_tools")
+    static let skill = SharingPolicy(share: "sharing.skills", makePublic: "sharing.public_skills")
 
     static let audience = APIError(.forbidden, "You do not have permission to share with the requested audience")
 
@@ -117,6 +120,24 @@ struct GrantStore: Sendable {
         """
     }
 
+    /// Appends SQL true when the user owns resource `alias` (its `user_id`) or holds `permission` on it.
+    static func ownedOrGranted(
+        _ sql: inout SQLBuilder, type: String, alias: String, user: Identity, permission: String = "read"
+    ) {
+        sql.append(ownedOrGrantedSQL(&sql, type: type, alias: alias, user: user, permission: permission))
+    }
+
+    /// The same condition as text, its values bound in `sql` (to be placed later in the same query).
+    static func ownedOrGrantedSQL(
+        _ sql: inout SQLBuilder, type: String, alias: String, user: Identity, permission: String = "read"
+    ) -> String {
+        let userSQL = sql.placeholder(for: user.userID)
+        let groups = sql.placeholder(for: user.groupIDs)
+        let permissionSQL = sql.placeholder(for: permission)
+        return "(\(alias).user_id = \(userSQL) OR "
+            + grantedSQL(type: type, idSQL: "\(alias).id", permission: permissionSQL, user: userSQL, groups: groups) + ")"
+    }
+
     func has(
         _ permission: String, type: String, id: String, user: Identity, on connection: PostgresConnection
     ) async throws -> Bool {
@@ -145,5 +166,21 @@ struct GrantStore: Sendable {
                 \(grants.map(\.permission))::text[]) AS g(id, principal_type, principal_id, permission)
             ON CONFLICT DO NOTHING
             """, logger: logger)
+    }
+}
+
+/// Owners of listed items as the original's `UserResponse` JSON, by user id: the caller's own from their
+/// identity, the others from auth in one call.
+struct OwnerLookup: Sendable {
+    let auth: AuthLookup
+
+    func owners(_ ids: Set<String>, caller: Identity) async throws -> [String: String] {
+        var result: [String: String] = [:]
+        if ids.contains(caller.userID) {
+            result[caller.userID] =
+                UserSummary(id: caller.userID, name: caller.name, role: caller.role, email: caller.email).jsonText
+        }
+        for user in try await auth.users(ids: ids.subtracting([caller.userID])) { result[user.id] = user.jsonText }
+        return result
     }
 }

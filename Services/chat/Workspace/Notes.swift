@@ -107,45 +107,22 @@ struct NotesController {
         throw APIError.notFound
     }
 
-    /// `UserResponse` (`id`, `name`, `role`, `email`) of each owner; the caller's own from their identity.
-    func owners(_ ids: Set<String>, _ user: Identity) async throws -> [String: JSONValue] {
-        var result: [String: JSONValue] = [:]
-        for id in ids {
-            if id == user.userID {
-                result[id] = Self.userJSON(id: id, name: user.name, role: user.role, email: user.email)
-            } else if let found = try await auth.principal(userID: id) {
-                result[id] = Self.userJSON(id: id, name: found.name ?? "", role: found.role, email: found.email ?? "")
-            }
-        }
-        return result
-    }
-
-    static func userJSON(id: String, name: String, role: String, email: String) -> JSONValue {
-        .object(["id": .string(id), "name": .string(name), "role": .string(role), "email": .string(email)])
-    }
-
     /// Items (`SELECT <item text>, n.user_id ...`) with their owner appended; notes whose owner is gone drop.
     func itemList(_ sql: SQLBuilder, _ user: Identity) async throws -> String {
         var rows: [(String, String)] = []
         for try await row in try await history.postgres.query(sql.query, logger: logger).decode((String, String).self) {
             rows.append(row)
         }
-        let users = try await owners(Set(rows.map(\.1)), user)
+        let users = try await OwnerLookup(auth: auth).owners(Set(rows.map(\.1)), caller: user)
         return OrderedJSON.array(
-            rows.compactMap { item, owner in users[owner].map { OrderedJSON.appending(item, [("user", $0)]) } })
+            rows.compactMap { item, owner in users[owner].map { OrderedJSON.appending(item, raw: [("user", $0)]) } })
     }
 
     // MARK: Lists
 
     /// Readable by the user: their own notes and those granted to them, their groups or everyone.
     static func readable(_ sql: inout SQLBuilder, _ user: Identity, permission: String = "read") {
-        let userSQL = sql.placeholder(for: user.userID)
-        let groups = sql.placeholder(for: user.groupIDs)
-        let permissionSQL = sql.placeholder(for: permission)
-        sql.append(
-            "(n.user_id = \(userSQL) OR "
-                + GrantStore.grantedSQL(
-                    type: "note", idSQL: "n.id", permission: permissionSQL, user: userSQL, groups: groups) + ")")
+        GrantStore.ownedOrGranted(&sql, type: "note", alias: "n", user: user, permission: permission)
     }
 
     @Sendable func list(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -225,8 +202,8 @@ struct NotesController {
         var (total, notes, owners) = (0, [String](), [String]())
         let rows = try await history.postgres.query(sql.query, logger: logger).decode((Int, [String], [String]).self)
         for try await row in rows { (total, notes, owners) = row }
-        let users = try await self.owners(Set(owners), user)
-        let items = zip(notes, owners).map { note, owner in OrderedJSON.appending(note, [("user", users[owner] ?? .null)]) }
+        let users = try await OwnerLookup(auth: auth).owners(Set(owners), caller: user)
+        let items = zip(notes, owners).map { note, owner in OrderedJSON.appending(note, raw: [("user", users[owner] ?? "null")]) }
         return JSONResponse.text("{\"items\":" + OrderedJSON.array(items) + ",\"total\":\(total)}")
     }
 

@@ -1,0 +1,603 @@
+// /api/v1/prompts: slash-command prompts with tags, access grants and a version history (each saved change a
+// snapshot; one is the production version; diffs between any two), with the real server's routes and codes.
+import Foundation
+import Hummingbird
+import Logging
+import PostgresNIO
+import Shared
+
+struct PromptsController {
+    let history: ChatHistory
+    let policies: PolicyCache
+    let auth: AuthLookup
+    /// `BYPASS_ADMIN_ACCESS_CONTROL`: admins list and write every resource (default on).
+    let adminBypass: Bool
+    var grants: GrantStore { GrantStore(logger: history.logger) }
+    var logger: Logger { history.logger }
+
+    static let commandTaken = APIError(
+        .badRequest, "Uh-oh! This command is already registered. Please choose another command string.")
+    static let failed = APIError(.badRequest, "Something went wrong :/")
+    static let pageSize = 30
+    static let historyPageSize = 20
+
+    var routes: RouteCollection<ServiceRequestContext> {
+        let routes = RouteCollection(context: ServiceRequestContext.self)
+        routes.get("/", use: list)
+        routes.get("tags", use: tags)
+        routes.get("list", use: page)
+        routes.post("create", use: create)
+        routes.get("id/:id", use: get)
+        routes.post("id/:id/update", use: update)
+        routes.post("id/:id/update/meta", use: updateMeta)
+        routes.post("id/:id/update/version", use: setVersion)
+        routes.post("id/:id/access/update", use: updateAccess)
+        routes.post("id/:id/toggle", use: toggle)
+        routes.delete("id/:id/delete", use: delete)
+        routes.get("id/:id/history", use: historyList)
+        routes.get("id/:id/history/diff", use: diff)
+        routes.get("id/:id/history/:entry", use: historyEntry)
+        routes.delete("id/:id/history/:entry", use: deleteHistoryEntry)
+        return routes
+    }
+
+    // MARK: SQL
+
+    /// `PromptModel` of prompt `p` as text, keys in the original's order.
+    static let promptJSON = """
+        json_build_object('id', p.id, 'command', p.command, 'user_id', p.user_id, 'name', p.name, 'content', p.content,
+            'data', p.data, 'meta', p.meta, 'tags', p.tags, 'is_active', p.is_active, 'version_id', p.version_id,
+            'created_at', p.created_at, 'updated_at', p.updated_at,
+            'access_grants', \(GrantStore.listJSON(type: "prompt", idSQL: "p.id")))::text
+        """
+
+    /// The snapshot a history entry keeps of prompt `p` as stored now.
+    static let snapshotJSON = """
+        json_build_object('name', p.name, 'content', p.content, 'command', p.command, 'data', coalesce(p.data, '{}'),
+            'meta', coalesce(p.meta, '{}'), 'tags', coalesce(p.tags, '[]'),
+            'access_grants', \(GrantStore.listJSON(type: "prompt", idSQL: "p.id")))
+        """
+
+    func prompt(_ id: String, on connection: PostgresConnection) async throws -> String {
+        let rows = try await connection.query(
+            "SELECT \(unescaped: Self.promptJSON) FROM chat.prompts p WHERE p.id = \(id)", logger: logger)
+        for try await json in rows.decode(String.self) { return json }
+        throw APIError.notFound
+    }
+
+    // MARK: Access
+
+    struct Stored {
+        var owner: String
+        var command: String
+        var versionID: String?
+    }
+
+    func stored(_ id: String, on connection: PostgresConnection, lock: Bool = false) async throws -> Stored {
+        let rows = try await connection.query(
+            "SELECT user_id, command, version_id FROM chat.prompts WHERE id = \(id)\(unescaped: lock ? " FOR UPDATE" : "")",
+            logger: logger)
+        for try await (owner, command, version) in rows.decode((String, String, String?).self) {
+            return Stored(owner: owner, command: command, versionID: version)
+        }
+        throw APIError.notFound
+    }
+
+    /// Whether the caller may `permission` the prompt: admins, its owner, or a grant.
+    func may(_ permission: String, _ id: String, _ prompt: Stored, _ user: Identity, on connection: PostgresConnection)
+        async throws -> Bool
+    {
+        if user.isAdmin || prompt.owner == user.userID { return true }
+        return try await grants.has(permission, type: "prompt", id: id, user: user, on: connection)
+    }
+
+    /// The prompt of the path after a write check: 404 unknown, 401 not theirs to change.
+    func writable(_ id: String, _ user: Identity, on connection: PostgresConnection) async throws -> Stored {
+        let prompt = try await stored(id, on: connection, lock: true)
+        guard try await may("write", id, prompt, user, on: connection) else { throw APIError.accessProhibited }
+        return prompt
+    }
+
+    /// The prompt of the path after a read check for the history routes (401 when not readable).
+    func readable(_ id: String, _ user: Identity, on connection: PostgresConnection) async throws -> Stored {
+        let prompt = try await stored(id, on: connection)
+        guard try await may("read", id, prompt, user, on: connection) else { throw APIError.accessProhibited }
+        return prompt
+    }
+
+    /// SQL filter for the lists: everything for admins (with the bypass), else owned or readable prompts.
+    func visible(_ sql: inout SQLBuilder, _ user: Identity) {
+        if user.isAdmin && adminBypass {
+            sql.append("true")
+        } else {
+            GrantStore.ownedOrGranted(&sql, type: "prompt", alias: "p", user: user)
+        }
+    }
+
+    func commandTaken(_ command: String, except id: String?, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.query(
+            "SELECT 1 FROM chat.prompts WHERE command = \(command) AND id IS DISTINCT FROM \(id)", logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    // MARK: Lists
+
+    @Sendable func list(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        var sql = SQLBuilder(
+            "SELECT coalesce(json_agg(p.j ORDER BY p.updated_at DESC, p.seq DESC), '[]')::text FROM (SELECT "
+                + Self.promptJSON + "::json AS j, p.updated_at, p.seq FROM chat.prompts p WHERE p.is_active AND ")
+        visible(&sql, user)
+        sql.append(") p")
+        for try await json in try await history.postgres.query(sql.query, logger: logger).decode(String.self) {
+            return JSONResponse.text(json)
+        }
+        return JSONResponse.text("[]")
+    }
+
+    @Sendable func tags(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        var sql = SQLBuilder(
+            """
+            SELECT coalesce(array_agg(DISTINCT t COLLATE "C" ORDER BY t COLLATE "C"), '{}') FROM chat.prompts p,
+                json_array_elements_text(CASE WHEN json_typeof(p.tags) = 'array' THEN p.tags ELSE '[]' END) t
+            WHERE t <> '' AND p.is_active AND
+            """)
+        visible(&sql, user)
+        var tags: [String] = []
+        for try await found in try await history.postgres.query(sql.query, logger: logger).decode([String].self) {
+            tags = found
+        }
+        return try JSONResponse.make(tags)
+    }
+
+    /// `/list`: `query` (name, command, content, or the owner's name or email), `view_option`, `tag`,
+    /// `order_by`, `direction`, 30 per page, with each prompt's owner and `write_access`.
+    @Sendable func page(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let page = max(1, try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1)
+        let (offset, overflow) = (page - 1).multipliedReportingOverflow(by: Self.pageSize)
+        guard !overflow else { throw Self.failed }
+        var sql = SQLBuilder("WITH found AS (SELECT p.* FROM chat.prompts p WHERE ")
+        visible(&sql, user)
+        if let query = request.queryValue("query"), !query.isEmpty {
+            let pattern = sql.placeholder(for: "%" + query + "%")
+            let owners = try await auth.users(matching: query).map(\.id)
+            sql.append(
+                " AND (p.name ILIKE \(pattern) OR p.command ILIKE \(pattern) OR p.content ILIKE \(pattern)"
+                    + " OR p.user_id = ANY(\(sql.placeholder(for: owners))))")
+        }
+        switch request.queryValue("view_option") {
+        case "created":
+            sql.append(" AND p.user_id = ")
+            sql.bind(user.userID)
+        case "shared":
+            sql.append(" AND p.user_id <> ")
+            sql.bind(user.userID)
+        default: break
+        }
+        if let tag = request.queryValue("tag"), !tag.isEmpty {
+            sql.append(
+                """
+                 AND EXISTS (SELECT 1 FROM json_array_elements_text(CASE WHEN json_typeof(p.tags) = 'array'
+                    THEN p.tags ELSE '[]' END) t WHERE lower(t) = lower(\(sql.placeholder(for: tag))))
+                """)
+        }
+        let direction = request.queryValue("direction") == "asc" ? "ASC" : "DESC"
+        let column = ["name", "created_at", "updated_at"].contains(request.queryValue("order_by") ?? "")
+            ? request.queryValue("order_by")! : "updated_at"
+        let writer = user.isAdmin && adminBypass
+            ? "true" : GrantStore.ownedOrGrantedSQL(&sql, type: "prompt", alias: "p", user: user, permission: "write")
+        sql.append(
+            """
+            ), page AS (SELECT p.*, row_number() OVER (ORDER BY p.\(column) \(direction), p.seq \(direction)) AS k
+                FROM found p ORDER BY k LIMIT \(Self.pageSize) OFFSET \(offset))
+            SELECT (SELECT count(*)::bigint FROM found),
+                coalesce(array_agg(\(Self.promptJSON) ORDER BY p.k), '{}'), coalesce(array_agg(p.user_id ORDER BY p.k), '{}'),
+                coalesce(array_agg(\(writer) ORDER BY p.k), '{}') FROM page p
+            """)
+        var (total, items, owners, writable) = (0, [String](), [String](), [Bool]())
+        let rows = try await history.postgres.query(sql.query, logger: logger).decode((Int, [String], [String], [Bool]).self)
+        for try await row in rows { (total, items, owners, writable) = row }
+        let users = try await OwnerLookup(auth: auth).owners(Set(owners), caller: user)
+        let listed = items.indices.map { index in
+            OrderedJSON.appending(
+                items[index], raw: [("user", users[owners[index]] ?? "null"), ("write_access", "\(writable[index])")])
+        }
+        return JSONResponse.text("{\"items\":" + OrderedJSON.array(listed) + ",\"total\":\(total)}")
+    }
+
+    // MARK: One prompt
+
+    struct PromptForm: Decodable {
+        var command: String
+        var name: String
+        var content: String
+        var data: [String: JSONValue]?
+        var meta: [String: JSONValue]?
+        var tags: [String]?
+        var accessGrants: [JSONValue]?
+        var versionID: String?
+        var commitMessage: String?
+        /// Absent means true; an explicit null or false saves a draft.
+        var isProduction: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case command, name, content, data, meta, tags
+            case accessGrants = "access_grants"
+            case versionID = "version_id"
+            case commitMessage = "commit_message"
+            case isProduction = "is_production"
+        }
+
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            command = try c.decode(String.self, forKey: .command)
+            name = try c.decode(String.self, forKey: .name)
+            content = try c.decode(String.self, forKey: .content)
+            data = try c.decodeIfPresent([String: JSONValue].self, forKey: .data)
+            meta = try c.decodeIfPresent([String: JSONValue].self, forKey: .meta)
+            tags = try c.decodeIfPresent([String].self, forKey: .tags)
+            accessGrants = try c.decodeIfPresent([JSONValue].self, forKey: .accessGrants)
+            versionID = try c.decodeIfPresent(String.self, forKey: .versionID)
+            commitMessage = try c.decodeIfPresent(String.self, forKey: .commitMessage)
+            isProduction = c.contains(.isProduction) ? (try c.decodeIfPresent(Bool.self, forKey: .isProduction) ?? false) : true
+        }
+
+        /// `data` or `meta` as stored: the sent object unless it is missing or empty.
+        static func text(_ value: [String: JSONValue]?) -> String? {
+            guard let value, !value.isEmpty else { return nil }
+            return JSONValue.object(value).jsonText
+        }
+    }
+
+    @Sendable func create(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let policy = try await policies.policy(user.userID)
+        guard user.isAdmin || policy.allows("workspace.prompts") || policy.allows("workspace.prompts_import") else {
+            throw APIError(.unauthorized, ErrorText.unauthorized)
+        }
+        let form = try JSONBody.decode(PromptForm.self, from: try await history.body(request))
+        let chosen = SharingPolicy.prompt.allowed(AccessGrant.normalize(form.accessGrants), user: user, policy: policy)
+        let id = UUID().uuidString.lowercased()
+        let now = Int(Date().timeIntervalSince1970)
+        let json = try await history.transaction { connection -> String in
+            guard try await !commandTaken(form.command, except: nil, on: connection) else { throw Self.commandTaken }
+            try await connection.query(
+                """
+                INSERT INTO chat.prompts (id, command, user_id, name, content, data, meta, tags, created_at, updated_at)
+                VALUES (\(id), \(form.command), \(user.userID), \(form.name), \(form.content),
+                    \(PromptForm.text(form.data) ?? "{}")::json, \(PromptForm.text(form.meta) ?? "{}")::json,
+                    \(JSONValue.array((form.tags ?? []).map(JSONValue.string)).jsonText)::json, \(now), \(now))
+                ON CONFLICT (command) DO NOTHING
+                """, logger: logger)
+            try await grants.replace(chosen, type: "prompt", id: id, now: now, on: connection)
+            try await addHistory(
+                id, snapshot: { $0.append(Self.snapshotJSON) }, parent: nil, user: user, message: form.commitMessage ?? "Initial version",
+                makeCurrent: true, now: now, on: connection)
+            return try await prompt(id, on: connection)
+        }
+        return JSONResponse.text(json)
+    }
+
+    /// Records a history entry whose snapshot `snapshot` writes as SQL over prompt `p` (as stored after the
+    /// change).
+    @discardableResult
+    func addHistory(
+        _ promptID: String, snapshot: (inout SQLBuilder) -> Void, parent: String?, user: Identity, message: String?,
+        makeCurrent: Bool, now: Int, on connection: PostgresConnection
+    ) async throws -> String {
+        let entry = UUID().uuidString.lowercased()
+        var sql = SQLBuilder("INSERT INTO chat.prompt_history (id, prompt_id, parent_id, snapshot, user_id, commit_message, created_at) SELECT ")
+        sql.bind(entry)
+        sql.append(", p.id, ")
+        sql.bind(parent)
+        sql.append(", ")
+        snapshot(&sql)
+        sql.append(", ")
+        sql.bind(user.userID)
+        sql.append(", ")
+        sql.bind(message)
+        sql.append(", ")
+        sql.bind(now)
+        sql.append(" FROM chat.prompts p WHERE p.id = ")
+        sql.bind(promptID)
+        try await connection.query(sql.query, logger: logger)
+        if makeCurrent {
+            try await connection.query("UPDATE chat.prompts SET version_id = \(entry) WHERE id = \(promptID)", logger: logger)
+        }
+        return entry
+    }
+
+    @Sendable func get(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let json = try await history.postgres.withConnection { connection -> String in
+            guard let prompt = try? await stored(id, on: connection),
+                try await may("read", id, prompt, user, on: connection)
+            else { throw APIError.notFound }
+            var writable = (user.isAdmin && adminBypass) || prompt.owner == user.userID
+            if !writable { writable = try await grants.has("write", type: "prompt", id: id, user: user, on: connection) }
+            return OrderedJSON.appending(
+                try await self.prompt(id, on: connection), raw: [("user", "null"), ("write_access", "\(writable)")])
+        }
+        return JSONResponse.text(json)
+    }
+
+    @Sendable func update(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let form = try JSONBody.decode(PromptForm.self, from: try await history.body(request))
+        let now = Int(Date().timeIntervalSince1970)
+        let json = try await history.transaction { connection -> String in
+            let prompt = try await writable(id, user, on: connection)
+            if form.command != prompt.command, try await commandTaken(form.command, except: id, on: connection) {
+                throw Self.commandTaken
+            }
+            // A change of name, command, content or (sent) tags makes a history entry.
+            let rows = try await connection.query(
+                """
+                SELECT name <> \(form.name) OR command <> \(form.command) OR content <> \(form.content)
+                    OR (\(form.tags)::text[] IS NOT NULL AND coalesce(tags::text, '') <> \(tagsText(form.tags))),
+                    (SELECT h.id FROM chat.prompt_history h WHERE h.prompt_id = p.id ORDER BY h.created_at DESC, h.seq DESC LIMIT 1)
+                FROM chat.prompts p WHERE p.id = \(id)
+                """, logger: logger)
+            var (changed, parent) = (false, String?.none)
+            for try await row in rows.decode((Bool, String?).self) { (changed, parent) = row }
+            let tags = tagsText(form.tags)
+            let data = PromptForm.text(form.data)
+            let meta = PromptForm.text(form.meta)
+            if form.isProduction {
+                try await connection.query(
+                    """
+                    UPDATE chat.prompts SET command = \(form.command), name = \(form.name), content = \(form.content),
+                        data = coalesce(\(data)::json, data), meta = coalesce(\(meta)::json, meta),
+                        tags = coalesce(\(tags)::json, tags), updated_at = \(now)
+                    WHERE id = \(id)
+                    """, logger: logger)
+            } else {
+                try await connection.query(
+                    "UPDATE chat.prompts SET command = \(form.command), updated_at = \(now) WHERE id = \(id)", logger: logger)
+            }
+            if changed {
+                try await addHistory(
+                    id,
+                    snapshot: { sql in
+                        let name = sql.placeholder(for: form.name)
+                        let content = sql.placeholder(for: form.content)
+                        let data = sql.placeholder(for: data ?? "{}")
+                        let meta = sql.placeholder(for: meta ?? "{}")
+                        let tags = sql.placeholder(for: tags ?? "")
+                        sql.append(
+                            """
+                            json_build_object('name', \(name)::text, 'content', \(content)::text, 'command', p.command,
+                                'data', \(data)::json, 'meta', \(meta)::json, 'tags', coalesce(nullif(\(tags), '')::json, p.tags, '[]'),
+                                'access_grants', \(GrantStore.listJSON(type: "prompt", idSQL: "p.id")))
+                            """)
+                    },
+                    parent: parent, user: user, message: form.commitMessage, makeCurrent: form.isProduction, now: now,
+                    on: connection)
+            }
+            return try await self.prompt(id, on: connection)
+        }
+        return JSONResponse.text(json)
+    }
+
+    func tagsText(_ tags: [String]?) -> String? {
+        tags.map { JSONValue.array($0.map(JSONValue.string)).jsonText }
+    }
+
+    struct MetaForm: Decodable {
+        var name: String
+        var command: String
+        var tags: [String]?
+    }
+
+    @Sendable func updateMeta(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let form = try JSONBody.decode(MetaForm.self, from: try await history.body(request))
+        let json = try await history.transaction { connection -> String in
+            let prompt = try await writable(id, user, on: connection)
+            if form.command != prompt.command, try await commandTaken(form.command, except: id, on: connection) {
+                throw Self.commandTaken
+            }
+            try await connection.query(
+                """
+                UPDATE chat.prompts SET name = \(form.name), command = \(form.command),
+                    tags = coalesce(\(tagsText(form.tags))::json, tags), updated_at = \(Int(Date().timeIntervalSince1970))
+                WHERE id = \(id)
+                """, logger: logger)
+            return try await self.prompt(id, on: connection)
+        }
+        return JSONResponse.text(json)
+    }
+
+    struct VersionForm: Decodable {
+        var versionID: String
+
+        enum CodingKeys: String, CodingKey {
+            case versionID = "version_id"
+        }
+    }
+
+    /// Makes a history entry the production version: name, content, data, meta and tags come back from its
+    /// snapshot (the command and grants stay).
+    @Sendable func setVersion(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let form = try JSONBody.decode(VersionForm.self, from: try await history.body(request))
+        let json = try await history.transaction { connection -> String in
+            try await writable(id, user, on: connection)
+            let updated = try await connection.query(
+                """
+                UPDATE chat.prompts p SET version_id = h.id, updated_at = \(Int(Date().timeIntervalSince1970)),
+                    name = coalesce(h.snapshot ->> 'name', p.name), content = coalesce(h.snapshot ->> 'content', p.content),
+                    data = CASE WHEN h.snapshot::jsonb ? 'data' THEN h.snapshot -> 'data' ELSE p.data END,
+                    meta = CASE WHEN h.snapshot::jsonb ? 'meta' THEN h.snapshot -> 'meta' ELSE p.meta END,
+                    tags = CASE WHEN h.snapshot::jsonb ? 'tags' THEN h.snapshot -> 'tags' ELSE p.tags END
+                FROM chat.prompt_history h WHERE p.id = \(id) AND h.id = \(form.versionID) AND h.prompt_id = p.id
+                RETURNING 1
+                """, logger: logger)
+            var found = false
+            for try await _ in updated { found = true }
+            guard found else { throw Self.failed }
+            return try await self.prompt(id, on: connection)
+        }
+        return JSONResponse.text(json)
+    }
+
+    @Sendable func updateAccess(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let form = try JSONBody.decode(AccessGrantsForm.self, from: try await history.body(request))
+        let policy = try await policies.policy(user.userID)
+        let json = try await history.transaction { connection -> String in
+            try await writable(id, user, on: connection)
+            let chosen = try SharingPolicy.prompt.validate(
+                AccessGrant.normalize(form.accessGrants), user: user, policy: policy)
+            try await grants.replace(chosen, type: "prompt", id: id, now: Int(Date().timeIntervalSince1970), on: connection)
+            return try await prompt(id, on: connection)
+        }
+        return JSONResponse.text(json)
+    }
+
+    @Sendable func toggle(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let json = try await history.transaction { connection -> String in
+            try await writable(id, user, on: connection)
+            try await connection.query(
+                """
+                UPDATE chat.prompts SET is_active = NOT is_active, updated_at = \(Int(Date().timeIntervalSince1970))
+                WHERE id = \(id)
+                """, logger: logger)
+            return try await prompt(id, on: connection)
+        }
+        return JSONResponse.text(json)
+    }
+
+    @Sendable func delete(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        try await history.transaction { connection in
+            try await writable(id, user, on: connection)
+            try await Self.deleteRows(ids: [id], on: connection, logger: logger)
+        }
+        return JSONResponse.text("true")
+    }
+
+    /// Removes prompts with their history and grants.
+    static func deleteRows(ids: [String], on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query("DELETE FROM chat.prompt_history WHERE prompt_id = ANY(\(ids))", logger: logger)
+        try await connection.query(
+            "DELETE FROM chat.access_grants WHERE resource_type = 'prompt' AND resource_id = ANY(\(ids))", logger: logger)
+        try await connection.query("DELETE FROM chat.prompts WHERE id = ANY(\(ids))", logger: logger)
+    }
+
+    // MARK: History
+
+    static let entryJSON = """
+        json_build_object('id', h.id, 'prompt_id', h.prompt_id, 'parent_id', h.parent_id, 'snapshot', h.snapshot,
+            'user_id', h.user_id, 'commit_message', h.commit_message, 'created_at', h.created_at)::text
+        """
+
+    @Sendable func historyList(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let page = try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 0
+        let (offset, overflow) = page.multipliedReportingOverflow(by: Self.historyPageSize)
+        guard !overflow else { throw Self.failed }
+        let rows = try await history.postgres.withConnection { connection -> [(String, String)] in
+            try await readable(id, user, on: connection)
+            let found = try await connection.query(
+                """
+                SELECT \(unescaped: Self.entryJSON), h.user_id FROM chat.prompt_history h WHERE h.prompt_id = \(id)
+                ORDER BY h.created_at DESC, h.seq DESC LIMIT \(Self.historyPageSize) OFFSET \(max(0, offset))
+                """, logger: logger)
+            var rows: [(String, String)] = []
+            for try await row in found.decode((String, String).self) { rows.append(row) }
+            return rows
+        }
+        let users = try await OwnerLookup(auth: auth).owners(Set(rows.map(\.1)), caller: user)
+        return JSONResponse.text(
+            OrderedJSON.array(rows.map { OrderedJSON.appending($0.0, raw: [("user", users[$0.1] ?? "null")]) }))
+    }
+
+    /// A history entry of the prompt as JSON, with its snapshot as stored text.
+    func entry(_ entry: String, of id: String, on connection: PostgresConnection) async throws -> (json: String, snapshot: String) {
+        let rows = try await connection.query(
+            """
+            SELECT \(unescaped: Self.entryJSON), h.snapshot::text FROM chat.prompt_history h
+            WHERE h.id = \(entry) AND h.prompt_id = \(id)
+            """, logger: logger)
+        for try await row in rows.decode((String, String).self) { return row }
+        throw APIError.notFound
+    }
+
+    @Sendable func historyEntry(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let entryID = try context.parameters.require("entry")
+        let json = try await history.postgres.withConnection { connection -> String in
+            try await readable(id, user, on: connection)
+            return try await entry(entryID, of: id, on: connection).json
+        }
+        return JSONResponse.text(json)
+    }
+
+    @Sendable func diff(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let from = request.queryValue("from_id")
+        let to = request.queryValue("to_id")
+        var missing: [ValidationIssue] = []
+        for (name, value) in [("from_id", from), ("to_id", to)] where value == nil {
+            missing.append(
+                ValidationIssue(type: "missing", loc: [.string("query"), .string(name)], msg: "Field required", input: .null))
+        }
+        if !missing.isEmpty { throw APIError.validation(missing) }
+        let (fromSnapshot, toSnapshot) = try await history.postgres.withConnection { connection in
+            try await readable(id, user, on: connection)
+            return (
+                try await entry(from!, of: id, on: connection).snapshot, try await entry(to!, of: id, on: connection).snapshot
+            )
+        }
+        let old = JSONValue.parse(fromSnapshot)?["content"]?.stringValue ?? ""
+        let new = JSONValue.parse(toSnapshot)?["content"]?.stringValue ?? ""
+        let lines = UnifiedDiff.lines(old, new, fromFile: "v" + from!.prefix(8), toFile: "v" + to!.prefix(8))
+        let nameChanged = JSONValue.parse(fromSnapshot)?["name"] != JSONValue.parse(toSnapshot)?["name"]
+        return JSONResponse.text(
+            OrderedJSON.appending(
+                OrderedJSON.object(["from_id": .string(from!), "to_id": .string(to!)]),
+                raw: [
+                    ("from_snapshot", fromSnapshot), ("to_snapshot", toSnapshot),
+                    ("content_diff", JSONValue.array(lines.map(JSONValue.string)).jsonText),
+                    ("line_endings_only", "\(lines.isEmpty && old != new)"), ("name_changed", "\(nameChanged)"),
+                ]))
+    }
+
+    @Sendable func deleteHistoryEntry(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let entryID = try context.parameters.require("entry")
+        try await history.transaction { connection in
+            let prompt = try await writable(id, user, on: connection)
+            guard prompt.versionID != entryID else {
+                throw APIError(.badRequest, "Cannot delete the active production version")
+            }
+            let deleted = try await connection.query(
+                "DELETE FROM chat.prompt_history WHERE id = \(entryID) AND prompt_id = \(id) RETURNING parent_id",
+                logger: logger)
+            var found = false
+            var parent: String?
+            for try await row in deleted.decode(String?.self) { (found, parent) = (true, row) }
+            guard found else { throw APIError.notFound }
+            try await connection.query(
+                "UPDATE chat.prompt_history SET parent_id = \(parent) WHERE prompt_id = \(id) AND parent_id = \(entryID)",
+                logger: logger)
+        }
+        return JSONResponse.text("true")
+    }
+}
