@@ -7,7 +7,7 @@ enum RouteMap {
     static let prefixes: [(prefix: String, upstream: Upstream)] = [
         ("/api/v1/auths", .auth), ("/api/v1/users", .auth), ("/api/v1/groups", .auth), ("/api/config", .auth),
         ("/api/v1/chats", .chat), ("/api/v1/folders", .chat), ("/api/v1/models", .chat), ("/api/models", .chat),
-        ("/api/chat", .chat), ("/api/v1/prompts", .chat), ("/api/v1/tools", .chat), ("/api/v1/functions", .chat),
+        ("/api/chat", .chat), ("/api/v1/prompts", .chat), ("/api/v1/skills", .chat), ("/api/v1/tools", .chat), ("/api/v1/functions", .chat),
         ("/api/v1/tasks", .chat), ("/api/tasks", .chat), ("/api/v1/memories", .chat), ("/api/v1/notes", .chat),
         ("/api/v1/channels", .chat), ("/api/v1/evaluations", .chat), ("/api/embeddings", .chat),
         ("/api/v1/messages", .chat), ("/api/usage", .chat), ("/openai", .chat), ("/ollama", .chat),
@@ -19,7 +19,7 @@ enum RouteMap {
     /// `/api/<router>/...` as the seed documents write it means `/api/v1/<router>/...`.
     static let aliased: Set<String> = [
         "auths", "users", "groups", "chats", "folders", "files", "knowledge", "retrieval", "prompts", "tools",
-        "functions", "memories", "notes", "channels", "evaluations", "configs", "utils",
+        "functions", "skills", "memories", "notes", "channels", "evaluations", "configs", "utils",
     ]
 
     static func canonical(_ path: String) -> String {

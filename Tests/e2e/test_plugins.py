@@ -1,0 +1,221 @@
+"""Tools and functions (/api/v1/tools, /api/v1/functions) through the gateway: stored, never run. Shapes of the
+real 0.12.4 server (ToolResponse, ToolModel, ToolUserResponse with its extra keys, FunctionResponse with `type`
+before `name`, FunctionModel), the id rule and its texts, access by owner and grants, valves and user valves,
+the version history and its diff, and the routes that would need the Python code loaded (501 with a detail).
+"""
+
+from __future__ import annotations
+
+import difflib
+import uuid
+
+from stacklib import expect_422, expect_error, expect_ok
+from test_prompts import grant_permissions
+
+TOOLS = "/api/v1/tools"
+FUNCTIONS = "/api/v1/functions"
+TOOL_RESPONSE = ["version_id", "id", "user_id", "name", "meta", "access_grants", "updated_at", "created_at"]
+TOOL_MODEL = ["version_id", "id", "user_id", "name", "content", "specs", "meta", "access_grants", "updated_at",
+              "created_at"]
+FUNCTION_RESPONSE = ["version_id", "id", "user_id", "type", "name", "meta", "is_active", "is_global", "updated_at",
+                     "created_at"]
+FUNCTION_MODEL = ["version_id", "id", "user_id", "name", "type", "content", "meta", "is_active", "is_global",
+                  "updated_at", "created_at"]
+NOT_FOUND = "We could not find what you're looking for :/"
+PROHIBITED = ("You do not have permission to access this resource. Please contact your administrator for "
+              "assistance.")
+ID_RULE = "Only alphanumeric characters and underscores are allowed in the id"
+ID_TAKEN = "Uh-oh! This id is already registered. Please choose another id string."
+
+TOOL_CODE = '''"""
+title: Calculator
+author: skiff
+version: 0.1
+"""
+from utils.misc import x
+
+
+class Tools:
+    class UserValves(BaseModel):
+        unit: str = "m"
+
+    def add(self, a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+'''
+
+FILTER_CODE = '''"""
+title: Upper Filter
+"""
+
+
+class Filter:
+    def __init__(self):
+        self.toggle = True
+
+    def inlet(self, body: dict) -> dict:
+        return body
+'''
+
+
+def tool_id() -> str:
+    return f"calc_{uuid.uuid4().hex[:8]}"
+
+
+def test_tool_lifecycle_and_shapes(stack, admin):
+    tid = tool_id()
+    made = expect_ok(stack.post(f"{TOOLS}/create", admin["token"], json={
+        "id": tid.upper(), "name": "Calculator", "content": TOOL_CODE, "meta": {"description": "adds", "extra": 1}}))
+    assert list(made) == TOOL_RESPONSE and made["id"] == tid, "ids are lowercased"
+    assert made["meta"]["description"] == "adds" and made["meta"]["manifest"] == {
+        "title": "Calculator", "author": "skiff", "version": "0.1"}
+    assert made["meta"]["has_user_valves"] is True and made["meta"]["extra"] == 1
+    assert list(made["meta"])[:4] == ["i18n", "description", "manifest", "has_user_valves"]
+    assert made["version_id"]
+
+    got = expect_ok(stack.get(f"{TOOLS}/id/{tid}", admin["token"]))
+    assert list(got) == TOOL_RESPONSE + ["user", "write_access", "content", "specs"]
+    assert "from open_webui.utils.misc import x" in got["content"], "import paths rewritten as the original"
+    listed = [t for t in expect_ok(stack.get(f"{TOOLS}/", admin["token"])) if t["id"] == tid][0]
+    assert list(listed) == TOOL_RESPONSE + ["user", "content", "specs", "has_user_valves"]
+    assert listed["content"] is None and listed["user"]["id"] == admin["id"] and listed["has_user_valves"] is True
+    item = [t for t in expect_ok(stack.get(f"{TOOLS}/list", admin["token"])) if t["id"] == tid][0]
+    assert list(item) == TOOL_RESPONSE + ["user", "write_access", "content", "specs"]
+    assert [t["id"] for t in expect_ok(stack.get(f"{TOOLS}/", admin["token"], params={"query": "CALCUL"}))].count(tid) == 1
+    exported = [t for t in expect_ok(stack.get(f"{TOOLS}/export", admin["token"])) if t["id"] == tid][0]
+    assert list(exported) == TOOL_MODEL
+
+    # Id rules and texts.
+    expect_error(stack.post(f"{TOOLS}/create", admin["token"], json={
+        "id": tid, "name": "x", "content": TOOL_CODE, "meta": {}}), 400, ID_TAKEN)
+    expect_error(stack.post(f"{TOOLS}/create", admin["token"], json={
+        "id": "bad-id", "name": "x", "content": TOOL_CODE, "meta": {}}), 400, ID_RULE)
+    expect_error(stack.post(f"{TOOLS}/create", admin["token"], json={
+        "id": tool_id(), "name": "x", "content": "def (:", "meta": {}}), 400, "[ERROR: Error creating tool]")
+    expect_422(stack.post(f"{TOOLS}/create", admin["token"], json={"id": tool_id(), "name": "x", "content": "c"}),
+               ["body", "meta"], "missing")
+
+    # Update: a new version whose diff is Python's unified diff of the code.
+    new_code = TOOL_CODE.replace("return a + b", "return b + a")
+    updated = expect_ok(stack.post(f"{TOOLS}/id/{tid}/update", admin["token"], json={
+        "id": tid, "name": "Calc", "content": new_code, "meta": {"description": "adds", "extra": 1},
+        "commit_message": "swap"}))
+    assert list(updated) == TOOL_MODEL and updated["version_id"] != made["version_id"] and updated["name"] == "Calc"
+    entries = expect_ok(stack.get(f"{TOOLS}/id/{tid}/history", admin["token"]))
+    assert [e["id"] for e in entries] == [updated["version_id"], made["version_id"]]
+    assert list(entries[0]) == ["id", "tool_id", "parent_id", "user_id", "commit_message", "created_at", "user"]
+    assert entries[0]["user"] == {"name": admin["name"]} and entries[0]["parent_id"] == made["version_id"]
+    entry = expect_ok(stack.get(f"{TOOLS}/id/{tid}/history/{made['version_id']}", admin["token"]))
+    assert list(entry)[-1] == "snapshot" and list(entry["snapshot"]) == ["name", "content", "meta"]
+    diff = expect_ok(stack.get(f"{TOOLS}/id/{tid}/history/diff", admin["token"], params={
+        "from_id": made["version_id"], "to_id": updated["version_id"]}))
+    old = entry["snapshot"]["content"]
+    new = expect_ok(stack.get(f"{TOOLS}/id/{tid}", admin["token"]))["content"]
+    assert diff["content_diff"] == "\n".join(difflib.unified_diff(
+        old.splitlines(), new.splitlines(), fromfile="selected.py", tofile="production.py", lineterm=""))
+    assert diff["metadata"] == {"name": {"before": "Calculator", "after": "Calc"}}
+    expect_error(stack.delete(f"{TOOLS}/id/{tid}/history/{updated['version_id']}", admin["token"]), 400,
+                 "Cannot delete the current version")
+    expect_error(stack.get(f"{TOOLS}/id/{tid}/history/nope", admin["token"]), 404, "Version not found")
+    back = expect_ok(stack.post(f"{TOOLS}/id/{tid}/update/version", admin["token"], json={
+        "version_id": made["version_id"]}))
+    assert back["version_id"] == made["version_id"] and back["name"] == "Calculator" and "a + b" in back["content"]
+    assert expect_ok(stack.delete(f"{TOOLS}/id/{tid}/history/{updated['version_id']}", admin["token"])) is True
+
+    # Valves and user valves are stored JSON; specs need the code loaded.
+    assert expect_ok(stack.get(f"{TOOLS}/id/{tid}/valves", admin["token"])) == {}
+    assert expect_ok(stack.post(f"{TOOLS}/id/{tid}/valves/update", admin["token"], json={"key": "v", "n": None})) == {
+        "key": "v"}
+    assert expect_ok(stack.get(f"{TOOLS}/id/{tid}/valves", admin["token"])) == {"key": "v"}
+    assert expect_ok(stack.post(f"{TOOLS}/id/{tid}/valves/user/update", admin["token"], json={"unit": "km"})) == {
+        "unit": "km"}
+    assert expect_ok(stack.get(f"{TOOLS}/id/{tid}/valves/user", admin["token"])) == {"unit": "km"}
+    r = stack.get(f"{TOOLS}/id/{tid}/valves/spec", admin["token"])
+    assert r.status_code == 501 and "does not run" in r.json()["detail"]
+    expect_422(stack.post(f"{TOOLS}/id/{tid}/valves/update", admin["token"], json=[1, 2]), ["body"])
+
+    assert expect_ok(stack.delete(f"{TOOLS}/id/{tid}/delete", admin["token"])) is True
+    expect_error(stack.get(f"{TOOLS}/id/{tid}", admin["token"]), 404, NOT_FOUND)
+    expect_error(stack.delete(f"{TOOLS}/id/{tid}/delete", admin["token"]), 401, NOT_FOUND)
+
+
+def test_tool_access(stack, admin, make_user):
+    alice, bob, pending = make_user(), make_user(), make_user(role="pending")
+    expect_error(stack.post(f"{TOOLS}/create", bob["token"], json={
+        "id": tool_id(), "name": "x", "content": TOOL_CODE, "meta": {}}), 401, "401 Unauthorized")
+    expect_error(stack.get(f"{TOOLS}/", pending["token"]), 401, PROHIBITED)
+    grant_permissions(stack, admin, alice, {"workspace": {"tools": True}})
+    tid = tool_id()
+    mine = expect_ok(stack.post(f"{TOOLS}/create", alice["token"], json={
+        "id": tid, "name": "Mine", "content": TOOL_CODE, "meta": {},
+        "access_grants": [{"principal_type": "user", "principal_id": bob["id"], "permission": "read"}]}))
+    assert mine["access_grants"] == []
+    expect_error(stack.get(f"{TOOLS}/id/{tid}", bob["token"]), 401, PROHIBITED)
+    expect_error(stack.post(f"{TOOLS}/id/{tid}/update", bob["token"], json={
+        "id": tid, "name": "x", "content": TOOL_CODE, "meta": {}}), 401, "401 Unauthorized")
+    expect_error(stack.get(f"{TOOLS}/id/{tid}/history", bob["token"]), 401, PROHIBITED)
+    assert tid not in [t["id"] for t in expect_ok(stack.get(f"{TOOLS}/", bob["token"]))]
+
+    # The admin shares it with bob for reading: he sees it without its code.
+    expect_ok(stack.post(f"{TOOLS}/id/{tid}/access/update", admin["token"], json={"access_grants": [
+        {"principal_type": "user", "principal_id": bob["id"], "permission": "read"}]}))
+    seen = expect_ok(stack.get(f"{TOOLS}/id/{tid}", bob["token"]))
+    assert seen["write_access"] is False and "content" not in seen
+    assert tid in [t["id"] for t in expect_ok(stack.get(f"{TOOLS}/", bob["token"]))]
+    assert expect_ok(stack.get(f"{TOOLS}/id/{tid}/valves/user", bob["token"])) == {}
+    expect_error(stack.get(f"{TOOLS}/id/{tid}/valves", bob["token"]), 401, PROHIBITED)
+    expect_error(stack.post(f"{TOOLS}/id/{tid}/valves/update", bob["token"], json={"a": 1}), 400, PROHIBITED)
+    expect_error(stack.post(f"{TOOLS}/id/{tid}/access/update", alice["token"], json={"access_grants": [
+        {"principal_type": "user", "principal_id": "*", "permission": "read"}]}), 403,
+        "You do not have permission to share with the requested audience")
+    # Exports need tools_export.
+    expect_error(stack.get(f"{TOOLS}/export", alice["token"]), 401, "401 Unauthorized")
+
+
+def test_functions(stack, admin, make_user):
+    user = make_user()
+    fid = f"upper_{uuid.uuid4().hex[:8]}"
+    made = expect_ok(stack.post(f"{FUNCTIONS}/create", admin["token"], json={
+        "id": fid, "name": "Upper", "content": FILTER_CODE, "meta": {"description": "noop filter"}}))
+    assert list(made) == FUNCTION_RESPONSE and made["type"] == "filter"
+    assert made["meta"] == {"description": "noop filter", "manifest": {"title": "Upper Filter"}, "toggle": True}
+    assert made["is_active"] is False and made["is_global"] is False
+    expect_error(stack.post(f"{FUNCTIONS}/create", admin["token"], json={
+        "id": f"x{uuid.uuid4().hex[:6]}", "name": "Bad", "content": "def (:", "meta": {}}), 400,
+        "[ERROR: Error creating function]")
+    expect_error(stack.post(f"{FUNCTIONS}/create", user["token"], json={
+        "id": "x", "name": "x", "content": FILTER_CODE, "meta": {}}), 401, PROHIBITED)
+
+    # Every signed-in user lists them (no code); only admins read one.
+    listed = [f for f in expect_ok(stack.get(f"{FUNCTIONS}/", user["token"])) if f["id"] == fid]
+    assert len(listed) == 1 and list(listed[0]) == FUNCTION_RESPONSE
+    expect_error(stack.get(f"{FUNCTIONS}/id/{fid}", user["token"]), 401, PROHIBITED)
+    got = expect_ok(stack.get(f"{FUNCTIONS}/id/{fid}", admin["token"]))
+    assert list(got) == FUNCTION_MODEL and got["content"] == FILTER_CODE
+    admin_list = [f for f in expect_ok(stack.get(f"{FUNCTIONS}/list", admin["token"])) if f["id"] == fid][0]
+    assert list(admin_list) == FUNCTION_RESPONSE + ["user"]
+    expect_error(stack.get(f"{FUNCTIONS}/id/nope", admin["token"]), 401, NOT_FOUND)
+
+    assert expect_ok(stack.post(f"{FUNCTIONS}/id/{fid}/toggle", admin["token"]))["is_active"] is True
+    assert expect_ok(stack.post(f"{FUNCTIONS}/id/{fid}/toggle/global", admin["token"]))["is_global"] is True
+    assert expect_ok(stack.post(f"{FUNCTIONS}/id/{fid}/valves/user/update", user["token"], json={"x": 1})) == {"x": 1}
+    assert expect_ok(stack.get(f"{FUNCTIONS}/id/{fid}/valves/user", user["token"])) == {"x": 1}
+    assert expect_ok(stack.get(f"{FUNCTIONS}/id/{fid}/valves/user", admin["token"])) == {}
+    assert expect_ok(stack.post(f"{FUNCTIONS}/id/{fid}/valves/update", admin["token"], json={"p": 2})) == {"p": 2}
+    with_valves = [f for f in expect_ok(stack.get(f"{FUNCTIONS}/export", admin["token"], params={
+        "include_valves": "true"})) if f["id"] == fid][0]
+    assert with_valves["valves"] == {"p": 2} and list(with_valves)[7] == "valves"
+
+    pipe = FILTER_CODE.replace("class Filter:", "class Pipe:")
+    updated = expect_ok(stack.post(f"{FUNCTIONS}/id/{fid}/update", admin["token"], json={
+        "id": fid, "name": "Upper", "content": pipe, "meta": {"description": "now a pipe"}}))
+    assert updated["type"] == "pipe" and updated["meta"]["toggle"] is False
+    expect_error(stack.post(f"{FUNCTIONS}/id/nope/update", admin["token"], json={
+        "id": "nope", "name": "x", "content": pipe, "meta": {}}), 400, "Function not found")
+    entries = expect_ok(stack.get(f"{FUNCTIONS}/id/{fid}/history", admin["token"]))
+    assert len(entries) == 2 and list(entries[0])[1] == "function_id"
+    r = stack.post(f"{FUNCTIONS}/sync", admin["token"], json={"functions": []})
+    assert r.status_code == 501 and "does not run" in r.json()["detail"]
+    assert expect_ok(stack.delete(f"{FUNCTIONS}/id/{fid}/delete", admin["token"])) is True
+    assert expect_ok(stack.delete(f"{FUNCTIONS}/id/{fid}/delete", admin["token"])) is True
+    assert fid not in [f["id"] for f in expect_ok(stack.get(f"{FUNCTIONS}/", user["token"]))]
