@@ -31,6 +31,9 @@ let plugins = PluginStore(history: history)
 router.addRoutes(
     ToolsController(store: plugins, policies: policies, auth: auth, adminBypass: adminBypass).routes, atPath: "/api/v1/tools")
 router.addRoutes(FunctionsController(store: plugins, auth: auth).routes, atPath: "/api/v1/functions")
+router.addRoutes(
+    SkillsController(store: plugins, policies: policies, auth: auth, adminBypass: adminBypass).routes,
+    atPath: "/api/v1/skills")
 
 let relay = OutboxRelay(outbox: history.outbox, postgres: runtime.postgres, redis: runtime.redis, logger: runtime.logger)
 // A deleted user's chats, folders, tags and shares go too; the consumer group makes sure one replica does it

@@ -219,3 +219,85 @@ def test_functions(stack, admin, make_user):
     assert expect_ok(stack.delete(f"{FUNCTIONS}/id/{fid}/delete", admin["token"])) is True
     assert expect_ok(stack.delete(f"{FUNCTIONS}/id/{fid}/delete", admin["token"])) is True
     assert fid not in [f["id"] for f in expect_ok(stack.get(f"{FUNCTIONS}/", user["token"]))]
+
+
+SKILLS = "/api/v1/skills"
+SKILL_RESPONSE = ["version_id", "id", "user_id", "name", "description", "meta", "is_active", "access_grants",
+                  "updated_at", "created_at"]
+SKILL_MODEL = ["id", "user_id", "name", "description", "content", "data", "version_id", "meta", "is_active",
+               "access_grants", "updated_at", "created_at"]
+
+
+def test_skills(stack, admin, make_user):
+    bob = make_user()
+    word = uuid.uuid4().hex[:8]
+    sid = f"Writer {word}"
+    made = expect_ok(stack.post(f"{SKILLS}/create", admin["token"], json={
+        "id": sid, "name": f"Writer {word}", "description": "writes", "content": "# Writer\nWrite well.",
+        "meta": {"tags": ["w"], "dropped": 1}}))
+    assert list(made) == SKILL_RESPONSE and made["id"] == f"writer-{word}"
+    assert made["meta"] == {"i18n": None, "tags": ["w"]} and made["is_active"] is True
+    sid = made["id"]
+    expect_error(stack.post(f"{SKILLS}/create", admin["token"], json={"id": sid, "name": "other"}), 400, ID_TAKEN)
+    expect_error(stack.post(f"{SKILLS}/create", admin["token"], json={"id": f"x-{word}", "name": made["name"]}), 409,
+                 "A skill with this name already exists")
+    expect_error(stack.post(f"{SKILLS}/create", admin["token"], json={"id": "bad/id", "name": "x"}), 400,
+                 "[ERROR: Invalid skill ID]")
+    expect_error(stack.post(f"{SKILLS}/create", admin["token"], json={
+        "id": f"y-{word}", "name": f"y {word}", "files": [{"path": "../x", "content": "a"}]}), 400, "Invalid file path")
+    expect_error(stack.post(f"{SKILLS}/create", bob["token"], json={"id": f"z-{word}", "name": "z"}), 401,
+                 "401 Unauthorized")
+
+    got = expect_ok(stack.get(f"{SKILLS}/id/{sid}", admin["token"]))
+    assert list(got) == SKILL_RESPONSE + ["user", "write_access", "content"] and got["content"].startswith("# Writer")
+    assert [s["id"] for s in expect_ok(stack.get(f"{SKILLS}/", admin["token"], params={"query": word}))] == [sid]
+    page = expect_ok(stack.get(f"{SKILLS}/list", admin["token"], params={"query": "writes"}))
+    assert sid in [s["id"] for s in page["items"]] and list(page["items"][0])[-2:] == ["user", "write_access"]
+    expect_error(stack.get(f"{SKILLS}/id/{sid}", bob["token"]), 401, PROHIBITED)
+    assert sid not in [s["id"] for s in expect_ok(stack.get(f"{SKILLS}/", bob["token"]))]
+
+    # Files need the version the client saw; a stale one is a 409 with the current version.
+    expect_error(stack.post(f"{SKILLS}/id/{sid}/update", admin["token"], json={
+        "id": sid, "name": made["name"], "files": [{"path": "SKILL.md", "content": "x"}]}), 400,
+        "expected_version_id is required for file updates")
+    r = stack.post(f"{SKILLS}/id/{sid}/update", admin["token"], json={
+        "id": sid, "name": made["name"], "expected_version_id": "old"})
+    assert r.status_code == 409 and r.json()["detail"] == {"code": "version_conflict",
+                                                           "current_version_id": made["version_id"]}
+    updated = expect_ok(stack.post(f"{SKILLS}/id/{sid}/update", admin["token"], json={
+        "id": sid, "name": made["name"], "expected_version_id": made["version_id"],
+        "files": [{"path": "SKILL.md", "content": "# v2"}, {"path": "ref/a.txt", "content": "aGk=", "encoding": "base64"}]}))
+    assert list(updated) == SKILL_MODEL and updated["content"] == "# v2" and updated["version_id"] != made["version_id"]
+    assert [f["path"] for f in updated["data"]["files"]] == ["SKILL.md", "ref/a.txt"]
+    listing = expect_ok(stack.get(f"{SKILLS}/id/{sid}/files", admin["token"]))
+    assert listing == {"version_id": updated["version_id"], "files": [
+        {"path": "SKILL.md", "size": 4, "encoding": None}, {"path": "ref/a.txt", "size": 2, "encoding": "base64"}]}
+    raw = stack.get(f"{SKILLS}/id/{sid}/files/content", admin["token"], params={
+        "path": "ref/a.txt", "version_id": updated["version_id"]})
+    assert raw.status_code == 200 and raw.content == b"hi" and "attachment" in raw.headers["content-disposition"]
+    old = expect_ok(stack.get(f"{SKILLS}/id/{sid}/files", admin["token"], params={"version_id": made["version_id"]}))
+    assert [f["path"] for f in old["files"]] == ["SKILL.md"]
+
+    entries = expect_ok(stack.get(f"{SKILLS}/id/{sid}/history", admin["token"]))
+    assert [e["id"] for e in entries] == [updated["version_id"], made["version_id"]]
+    entry = expect_ok(stack.get(f"{SKILLS}/id/{sid}/history/{made['version_id']}", admin["token"]))
+    assert entry["snapshot"]["content"].startswith("# Writer")
+    back = expect_ok(stack.post(f"{SKILLS}/id/{sid}/update/version", admin["token"], json={
+        "version_id": made["version_id"], "expected_version_id": updated["version_id"]}))
+    assert back["content"].startswith("# Writer") and back["version_id"] == made["version_id"]
+
+    clone = expect_ok(stack.post(f"{SKILLS}/id/{sid}/clone", admin["token"], json={
+        "id": f"copy-{word}", "name": f"Copy {word}", "version_id": updated["version_id"]}))
+    assert list(clone) == SKILL_MODEL and clone["content"] == "# v2" and clone["access_grants"] == []
+    exported = expect_ok(stack.get(f"{SKILLS}/export", admin["token"], params={"ids": sid}))
+    assert list(exported) == ["id", "name", "description", "meta", "files", "is_active"] and exported["id"] == sid
+
+    # Shared with bob for reading, then toggled and deleted.
+    expect_ok(stack.post(f"{SKILLS}/id/{sid}/access/update", admin["token"], json={"access_grants": [
+        {"principal_type": "user", "principal_id": bob["id"], "permission": "read"}]}))
+    assert expect_ok(stack.get(f"{SKILLS}/id/{sid}", bob["token"]))["write_access"] is False
+    expect_error(stack.post(f"{SKILLS}/id/{sid}/toggle", bob["token"]), 401, "401 Unauthorized")
+    assert expect_ok(stack.post(f"{SKILLS}/id/{sid}/toggle", admin["token"]))["is_active"] is False
+    assert expect_ok(stack.delete(f"{SKILLS}/id/{sid}/delete", admin["token"])) is True
+    expect_error(stack.get(f"{SKILLS}/id/{sid}", admin["token"]), 404, NOT_FOUND)
+    expect_422(stack.post(f"{SKILLS}/create", admin["token"], json={"name": "x"}), ["body", "id"], "missing")

@@ -1,0 +1,667 @@
+// /api/v1/skills: named instruction packages (a SKILL.md and other files) with access grants, a version per
+// change, clone and JSON export, as the real server's routes and shapes.
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import PostgresNIO
+import Shared
+
+struct SkillsController {
+    let store: PluginStore
+    let policies: PolicyCache
+    let auth: AuthLookup
+    let adminBypass: Bool
+    var history: ChatHistory { store.history }
+    var grants: GrantStore { GrantStore(logger: store.logger) }
+    var logger: Logger { store.logger }
+    static let kind = "skill"
+    static let unauthorized = APIError(.unauthorized, ErrorText.unauthorized)
+    static let pageSize = 30
+
+    var routes: RouteCollection<ServiceRequestContext> {
+        let routes = RouteCollection(context: ServiceRequestContext.self)
+        routes.get("/", use: list)
+        routes.get("list", use: page)
+        routes.get("export", use: export)
+        routes.post("create", use: create)
+        routes.get("id/:id", use: get)
+        routes.post("id/:id/update", use: update)
+        routes.post("id/:id/access/update", use: updateAccess)
+        routes.post("id/:id/toggle", use: toggle)
+        routes.delete("id/:id/delete", use: delete)
+        routes.get("id/:id/files", use: files)
+        routes.get("id/:id/files/content", use: fileContent)
+        routes.get("id/:id/history", use: historyList)
+        routes.get("id/:id/history/:entry", use: historyEntry)
+        routes.delete("id/:id/history/:entry", use: deleteHistoryEntry)
+        routes.post("id/:id/update/version", use: setVersion)
+        routes.post("id/:id/clone", use: clone)
+        routes.post("load/url", use: notHere)
+        routes.post("import/preview", use: notHere)
+        routes.post("import", use: notHere)
+        return routes
+    }
+
+    // MARK: Shapes
+
+    static let grantsJSON = GrantStore.listJSON(type: "skill", idSQL: "t.id")
+    /// `SkillResponse`.
+    static let responseJSON = """
+        json_build_object('version_id', t.version_id, 'id', t.id, 'user_id', t.user_id, 'name', t.name,
+            'description', t.description, 'meta', t.meta, 'is_active', t.is_active, 'access_grants', \(grantsJSON),
+            'updated_at', t.updated_at, 'created_at', t.created_at)
+        """
+    /// `SkillModel`.
+    static let modelJSON = """
+        json_build_object('id', t.id, 'user_id', t.user_id, 'name', t.name, 'description', t.description,
+            'content', t.content, 'data', t.data, 'version_id', t.version_id, 'meta', t.meta, 'is_active', t.is_active,
+            'access_grants', \(grantsJSON), 'updated_at', t.updated_at, 'created_at', t.created_at)
+        """
+
+    /// `SkillMeta`: `i18n` and `tags` only (other keys are dropped, as the original's model ignores them).
+    static func meta(_ form: JSONValue?) -> JSONValue {
+        .object(["i18n": form?["i18n"] ?? .null, "tags": form?["tags"] ?? .array([])])
+    }
+
+    static func metaText(_ meta: JSONValue) -> String {
+        OrderedJSON.object([("i18n", meta["i18n"] ?? .null), ("tags", meta["tags"] ?? .array([]))])
+    }
+
+    /// The snapshot a version keeps: name, description, meta, the SKILL.md text and the files.
+    static func snapshot(name: String, description: String?, meta: JSONValue, content: String, files: [SkillFile]) -> String {
+        OrderedJSON.appending(
+            OrderedJSON.object([("name", .string(name)), ("description", JSONValue(description))]),
+            raw: [("meta", metaText(meta)), ("content", JSONValue.string(content).jsonText), ("data", filesData(files))])
+    }
+
+    static func filesData(_ files: [SkillFile]) -> String {
+        "{\"files\":" + OrderedJSON.array(files.map(\.jsonText)) + "}"
+    }
+
+    // MARK: Files
+
+    struct SkillFile: Codable, Equatable {
+        var path: String
+        var content: String
+        var encoding: String?
+
+        var jsonText: String {
+            var pairs: [(String, JSONValue)] = [("path", .string(path)), ("content", .string(content))]
+            if let encoding { pairs.append(("encoding", .string(encoding))) }
+            return OrderedJSON.object(pairs)
+        }
+
+        var bytes: Data {
+            encoding == "base64" ? (Data(base64Encoded: content) ?? Data()) : Data(content.utf8)
+        }
+    }
+
+    /// The original's `validate_files` (counts, paths, sizes, a UTF-8 SKILL.md at the root), sorted by path.
+    static func validate(_ files: [SkillFile]) throws -> [SkillFile] {
+        func fail(_ text: String) -> APIError { APIError(.badRequest, text) }
+        guard files.count <= 1000 else { throw fail("A skill may contain at most 1000 files") }
+        var seen = Set<String>()
+        var total = 0
+        for file in files {
+            let path = file.path
+            if path.isEmpty || path.hasPrefix("/") || path.contains("\\") || path.contains("\0") || path.contains(":") {
+                throw fail("File paths must be relative POSIX paths")
+            }
+            if path.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) {
+                throw fail("Invalid file path")
+            }
+            guard seen.insert(path).inserted else { throw fail("Duplicate file: \(path)") }
+            let size = file.bytes.count
+            if size > 10 << 20 { throw fail("File exceeds 10 MiB: \(path)") }
+            total += size
+        }
+        if total > 50 << 20 { throw fail("Skill exceeds 50 MiB") }
+        for path in seen where seen.contains(where: { $0.hasPrefix(path + "/") }) {
+            throw fail("A file is also used as a directory: \(path)")
+        }
+        guard files.contains(where: { $0.path == "SKILL.md" && $0.encoding == nil }) else {
+            throw fail("A skill requires a UTF-8 SKILL.md at its root")
+        }
+        return files.sorted { $0.path < $1.path }
+    }
+
+    static func files(of data: JSONValue?) -> [SkillFile] {
+        guard case .array(let items)? = data?["files"] else { return [] }
+        return items.compactMap { item in
+            guard let path = item["path"]?.stringValue, let content = item["content"]?.stringValue else { return nil }
+            return SkillFile(path: path, content: content, encoding: item["encoding"]?.stringValue)
+        }
+    }
+
+    // MARK: Access
+
+    func visible(_ sql: inout SQLBuilder, _ user: Identity) {
+        if user.isAdmin && adminBypass {
+            sql.append("true")
+        } else {
+            GrantStore.ownedOrGranted(&sql, type: Self.kind, alias: "t", user: user)
+        }
+    }
+
+    /// `authorized_skill`-style check: `missing` for an unknown skill, `denied` when the caller (an admin only
+    /// with the bypass) may not `permission` it.
+    func checked(
+        _ id: String, _ user: Identity, _ permission: String, missing: APIError = .notFound, denied: APIError,
+        lock: Bool = false, on connection: PostgresConnection
+    ) async throws -> PluginStore.Row {
+        guard let row = try await store.row(Self.kind, id, on: connection, lock: lock) else { throw missing }
+        if (user.isAdmin && adminBypass) || row.owner == user.userID { return row }
+        guard try await grants.has(permission, type: Self.kind, id: id, user: user, on: connection) else { throw denied }
+        return row
+    }
+
+    func writable(_ row: PluginStore.Row, _ id: String, _ user: Identity, on connection: PostgresConnection) async throws -> Bool {
+        if (user.isAdmin && adminBypass) || row.owner == user.userID { return true }
+        return try await grants.has("write", type: Self.kind, id: id, user: user, on: connection)
+    }
+
+    // MARK: Lists
+
+    @Sendable func list(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        var sql = SQLBuilder("SELECT " + Self.responseJSON + "::text, t.user_id FROM chat.plugins t WHERE t.kind = 'skill' AND ")
+        visible(&sql, user)
+        if let query = request.queryValue("query"), !query.isEmpty {
+            sql.append(" AND strpos(lower(t.name), lower(\(sql.placeholder(for: query)))) > 0")
+        }
+        sql.append(" ORDER BY t.updated_at DESC, t.seq DESC")
+        return JSONResponse.text(try await store.list(sql, caller: user, auth: auth) { [("user", $0 ?? "null")] })
+    }
+
+    /// `query` (name, description, id, meta, or the owner's name or email), `view_option`, `order_by`,
+    /// `direction`, 30 a page, with `write_access`.
+    @Sendable func page(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let page = max(1, try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1)
+        let (offset, overflow) = (page - 1).multipliedReportingOverflow(by: Self.pageSize)
+        guard !overflow else { throw APIError(.badRequest, PluginStore.failedText) }
+        var sql = SQLBuilder("WITH found AS (SELECT t.* FROM chat.plugins t WHERE t.kind = 'skill' AND ")
+        visible(&sql, user)
+        if let query = request.queryValue("query"), !query.isEmpty {
+            let pattern = sql.placeholder(for: "%" + query + "%")
+            let owners = sql.placeholder(for: try await auth.users(matching: query).map(\.id))
+            sql.append(
+                " AND (t.name ILIKE \(pattern) OR t.description ILIKE \(pattern) OR t.id ILIKE \(pattern)"
+                    + " OR t.meta::text ILIKE \(pattern) OR t.user_id = ANY(\(owners)))")
+        }
+        switch request.queryValue("view_option") {
+        case "created":
+            sql.append(" AND t.user_id = ")
+            sql.bind(user.userID)
+        case "shared":
+            sql.append(" AND t.user_id <> ")
+            sql.bind(user.userID)
+        default: break
+        }
+        let direction = request.queryValue("direction") == "asc" ? "ASC" : "DESC"
+        let column = ["name", "created_at", "updated_at"].contains(request.queryValue("order_by") ?? "")
+            ? request.queryValue("order_by")! : "updated_at"
+        let writer = user.isAdmin && adminBypass
+            ? "true" : GrantStore.ownedOrGrantedSQL(&sql, type: Self.kind, alias: "t", user: user, permission: "write")
+        sql.append(
+            """
+            ), page AS (SELECT t.*, row_number() OVER (ORDER BY t.\(column) \(direction), t.seq \(direction)) AS k
+                FROM found t ORDER BY k LIMIT \(Self.pageSize) OFFSET \(offset))
+            SELECT (SELECT count(*)::bigint FROM found),
+                coalesce(array_agg(\(Self.responseJSON)::text ORDER BY t.k), '{}'), coalesce(array_agg(t.user_id ORDER BY t.k), '{}'),
+                coalesce(array_agg(\(writer) ORDER BY t.k), '{}') FROM page t
+            """)
+        var (total, items, owners, writable) = (0, [String](), [String](), [Bool]())
+        let rows = try await history.postgres.query(sql.query, logger: logger).decode((Int, [String], [String], [Bool]).self)
+        for try await row in rows { (total, items, owners, writable) = row }
+        let users = try await OwnerLookup(auth: auth).owners(Set(owners), caller: user)
+        let listed = items.indices.map {
+            OrderedJSON.appending(items[$0], raw: [("user", users[owners[$0]] ?? "null"), ("write_access", "\(writable[$0])")])
+        }
+        return JSONResponse.text("{\"items\":" + OrderedJSON.array(listed) + ",\"total\":\(total)}")
+    }
+
+    /// JSON export (`format=json`): packages `{id, name, description, meta, files, is_active}`, one object when one
+    /// id was asked for. Archives (`zip`, `skill`) are not made by Skiff.
+    @Sendable func export(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        if !user.isAdmin {
+            guard try await policies.policy(user.userID).allows("workspace.skills_export") else {
+                throw APIError(.forbidden, "Export permission required")
+            }
+        }
+        let format = request.queryValue("format") ?? "json"
+        guard ["json", "zip", "skill"].contains(format) else {
+            throw APIError(.badRequest, "Export format must be json, zip, or skill")
+        }
+        guard format == "json" else {
+            throw APIError(.notImplemented, "Skiff exports skills as JSON only; ask for format=json.")
+        }
+        let ids = request.uri.queryParameters.getAll("ids").map { String($0) }
+        let packageJSON = """
+            json_build_object('id', t.id, 'name', t.name, 'description', t.description, 'meta', t.meta,
+                'files', coalesce(t.data -> 'files', '[]'), 'is_active', t.is_active)::text
+            """
+        var packages: [String] = []
+        if ids.isEmpty {
+            var sql = SQLBuilder("SELECT " + packageJSON + " FROM chat.plugins t WHERE t.kind = 'skill' AND ")
+            visible(&sql, user)
+            sql.append(" ORDER BY t.updated_at DESC, t.seq DESC")
+            for try await json in try await history.postgres.query(sql.query, logger: logger).decode(String.self) {
+                packages.append(json)
+            }
+        } else {
+            try await history.postgres.withConnection { connection in
+                for id in ids {
+                    _ = try await checked(id, user, "read", missing: APIError(.notFound, "Skill not found"),
+                        denied: APIError(.forbidden, "Access denied"), on: connection)
+                    packages.append(try await store.json(Self.kind, id, packageJSON, on: connection))
+                }
+            }
+        }
+        let body: String = ids.count == 1 ? packages[0] : OrderedJSON.array(packages)
+        return JSONResponse.text(body)
+    }
+
+    @Sendable func notHere(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        _ = try context.requireVerified()
+        throw APIError(
+            .notImplemented,
+            "Skiff does not import skills from archives or URLs; create them with /api/v1/skills/create or clone one.")
+    }
+
+    // MARK: One skill
+
+    struct SkillForm: Decodable {
+        var id: String
+        var name: String
+        var description: String?
+        var content: String?
+        var files: [SkillFile]?
+        var data: SkillData?
+        var expectedVersionID: String?
+        var commitMessage: String?
+        var meta: JSONValue?
+        var isActive: Bool?
+        var accessGrants: [JSONValue]?
+        var sent: Set<String> = []
+
+        struct SkillData: Decodable {
+            var files: [SkillFile]
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case id, name, description, content, files, data, meta, operations
+            case expectedVersionID = "expected_version_id"
+            case commitMessage = "commit_message"
+            case isActive = "is_active"
+            case accessGrants = "access_grants"
+        }
+
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            id = try c.decode(String.self, forKey: .id)
+            name = try c.decode(String.self, forKey: .name)
+            description = try c.decodeIfPresent(String.self, forKey: .description)
+            content = try c.decodeIfPresent(String.self, forKey: .content)
+            files = try c.decodeIfPresent([SkillFile].self, forKey: .files)
+            data = try c.decodeIfPresent(SkillData.self, forKey: .data)
+            expectedVersionID = try c.decodeIfPresent(String.self, forKey: .expectedVersionID)
+            commitMessage = try c.decodeIfPresent(String.self, forKey: .commitMessage)
+            if let meta = try c.decodeIfPresent(JSONValue.self, forKey: .meta), meta != .null {
+                guard meta.objectValue != nil else {
+                    throw APIError.validation([
+                        ValidationIssue(
+                            type: "model_type", loc: [.string("body"), .string("meta")],
+                            msg: "Input should be a valid dictionary or instance of SkillMeta", input: meta)
+                    ])
+                }
+                self.meta = meta
+            }
+            isActive = try c.decodeIfPresent(Bool.self, forKey: .isActive)
+            accessGrants = try c.decodeIfPresent([JSONValue].self, forKey: .accessGrants)
+            if c.contains(.operations), try !c.decodeNil(forKey: .operations) {
+                throw APIError(.notImplemented, "Skiff does not apply file operations; send the whole `files` list.")
+            }
+            sent = Set(c.allKeys.map(\.stringValue))
+        }
+
+        /// The files of a new skill: `data.files`, `files`, or a SKILL.md of `content`.
+        func newFiles() throws -> [SkillFile] {
+            if data != nil && files != nil { throw APIError(.badRequest, "[ERROR: Error creating skill]") }
+            return data?.files ?? files ?? [SkillFile(path: "SKILL.md", content: content ?? "")]
+        }
+    }
+
+    @Sendable func create(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let form = try JSONBody.decode(SkillForm.self, from: try await history.body(request))
+        let json = try await history.transaction { connection in
+            try await insert(form, user: user, grants: form.accessGrants, active: form.isActive ?? true, on: connection)
+            return try await store.json(Self.kind, form.normalizedID, Self.responseJSON, on: connection)
+        }
+        return JSONResponse.text(json)
+    }
+
+    /// Create's checks and insert (also clone's).
+    func insert(
+        _ form: SkillForm, user: Identity, grants requested: [JSONValue]?, active: Bool, on connection: PostgresConnection
+    ) async throws {
+        let policy = try await policies.policy(user.userID)
+        guard user.isAdmin || policy.allows("workspace.skills") || policy.allows("workspace.skills_import") else {
+            throw Self.unauthorized
+        }
+        let id = form.normalizedID
+        guard !id.isEmpty, id.allSatisfy({ ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "_" || $0 == "-" }) else {
+            throw APIError(.badRequest, "[ERROR: Invalid skill ID]")
+        }
+        guard try await !store.exists(Self.kind, id, on: connection) else { throw ToolsController.idTaken }
+        let taken = try await connection.query(
+            "SELECT 1 FROM chat.plugins WHERE kind = 'skill' AND name = \(form.name)", logger: logger)
+        for try await _ in taken { throw APIError(.conflict, "A skill with this name already exists") }
+        let chosen = SharingPolicy.skill.allowed(AccessGrant.normalize(requested), user: user, policy: policy)
+        let files = try Self.validate(try form.newFiles())
+        let content = files.first { $0.path == "SKILL.md" }?.content ?? ""
+        let meta = Self.meta(form.meta)
+        let now = Int(Date().timeIntervalSince1970)
+        try await connection.query(
+            """
+            INSERT INTO chat.plugins (kind, id, user_id, name, description, content, data, meta, is_active, created_at, updated_at)
+            VALUES ('skill', \(id), \(user.userID), \(form.name), \(form.description), \(content),
+                \(Self.filesData(files))::json, \(Self.metaText(meta))::json, \(active), \(now), \(now))
+            """, logger: logger)
+        try await grants.replace(chosen, type: Self.kind, id: id, now: now, on: connection)
+        try await store.addVersion(
+            Self.kind, id,
+            snapshot: Self.snapshot(name: form.name, description: form.description, meta: meta, content: content, files: files),
+            parent: nil, user: user.userID, message: form.commitMessage, now: now, on: connection)
+    }
+
+    @Sendable func get(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let json = try await history.postgres.withConnection { connection -> String in
+            let row = try await checked(id, user, "read", denied: .accessProhibited, on: connection)
+            let writable = try await writable(row, id, user, on: connection)
+            return OrderedJSON.appending(
+                try await store.json(Self.kind, id, Self.responseJSON, on: connection),
+                raw: [("user", "null"), ("write_access", "\(writable)"), ("content", JSONValue(row.content).jsonText)])
+        }
+        return JSONResponse.text(json)
+    }
+
+    static func versionConflict(_ current: String?) -> APIError {
+        APIError(
+            .conflict,
+            detail: .object(["code": .string("version_conflict"), "current_version_id": JSONValue(current)]))
+    }
+
+    @Sendable func update(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let form = try JSONBody.decode(SkillForm.self, from: try await history.body(request))
+        let json = try await history.transaction { connection -> String in
+            let row = try await checked(id, user, "write", denied: Self.unauthorized, lock: true, on: connection)
+            if let expected = form.expectedVersionID, expected != row.versionID { throw Self.versionConflict(row.versionID) }
+            let changesFiles = form.files != nil || form.data != nil
+            if changesFiles, form.expectedVersionID == nil {
+                throw APIError(.badRequest, "expected_version_id is required for file updates")
+            }
+            if form.files != nil && form.data != nil { throw APIError(.badRequest, "[ERROR: Error updating skill]") }
+            var files = form.data?.files ?? form.files ?? Self.files(of: row.data)
+            if let content = form.content {
+                files.removeAll { $0.path == "SKILL.md" }
+                files.append(SkillFile(path: "SKILL.md", content: content))
+            }
+            files = try Self.validate(files)
+            let content = files.first { $0.path == "SKILL.md" }?.content ?? ""
+            let name = form.name
+            let description = form.sent.contains("description") ? form.description : row.description
+            let meta = form.sent.contains("meta") ? Self.meta(form.meta) : Self.meta(row.meta)
+            let before = Self.snapshot(
+                name: row.name, description: row.description, meta: Self.meta(row.meta), content: row.content ?? "",
+                files: Self.files(of: row.data))
+            let after = Self.snapshot(name: name, description: description, meta: meta, content: content, files: files)
+            let now = Int(Date().timeIntervalSince1970)
+            if JSONValue.parse(before) != JSONValue.parse(after) {
+                if name != row.name {
+                    let taken = try await connection.query(
+                        "SELECT 1 FROM chat.plugins WHERE kind = 'skill' AND name = \(name) AND id <> \(id)", logger: logger)
+                    for try await _ in taken { throw APIError(.badRequest, "[ERROR: Error updating skill]") }
+                }
+                try await connection.query(
+                    """
+                    UPDATE chat.plugins SET name = \(name), description = \(description), content = \(content),
+                        data = \(Self.filesData(files))::json, meta = \(Self.metaText(meta))::json
+                    WHERE kind = 'skill' AND id = \(id)
+                    """, logger: logger)
+                try await store.addVersion(
+                    Self.kind, id, snapshot: after, parent: row.versionID, user: user.userID, message: form.commitMessage,
+                    now: now, on: connection)
+            }
+            try await connection.query(
+                """
+                UPDATE chat.plugins SET is_active = \(form.isActive ?? row.isActive), updated_at = \(now)
+                WHERE kind = 'skill' AND id = \(id)
+                """, logger: logger)
+            return try await store.json(Self.kind, id, Self.modelJSON, on: connection)
+        }
+        return JSONResponse.text(json)
+    }
+
+    @Sendable func updateAccess(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let form = try JSONBody.decode(AccessGrantsForm.self, from: try await history.body(request))
+        let policy = try await policies.policy(user.userID)
+        let json = try await history.transaction { connection -> String in
+            _ = try await checked(id, user, "write", denied: Self.unauthorized, lock: true, on: connection)
+            let chosen = try SharingPolicy.skill.validate(AccessGrant.normalize(form.accessGrants), user: user, policy: policy)
+            try await grants.replace(chosen, type: Self.kind, id: id, now: Int(Date().timeIntervalSince1970), on: connection)
+            return try await store.json(Self.kind, id, Self.modelJSON, on: connection)
+        }
+        return JSONResponse.text(json)
+    }
+
+    @Sendable func toggle(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let json = try await history.transaction { connection -> String in
+            _ = try await checked(id, user, "write", denied: Self.unauthorized, lock: true, on: connection)
+            try await connection.query(
+                """
+                UPDATE chat.plugins SET is_active = NOT is_active, updated_at = \(Int(Date().timeIntervalSince1970))
+                WHERE kind = 'skill' AND id = \(id)
+                """, logger: logger)
+            return try await store.json(Self.kind, id, Self.modelJSON, on: connection)
+        }
+        return JSONResponse.text(json)
+    }
+
+    @Sendable func delete(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        try await history.transaction { connection in
+            _ = try await checked(id, user, "write", denied: Self.unauthorized, lock: true, on: connection)
+            try await store.deleteRows(Self.kind, ids: [id], on: connection)
+        }
+        return JSONResponse.text("true")
+    }
+
+    // MARK: Files and versions
+
+    /// The files of the current version, or of the saved version `versionID`.
+    func versionFiles(_ id: String, _ user: Identity, versionID: String?) async throws -> (String?, [SkillFile]) {
+        try await history.postgres.withConnection { connection in
+            let row = try await checked(
+                id, user, "read", missing: APIError(.notFound, "Skill not found"), denied: APIError(.forbidden, "Access denied"),
+                on: connection)
+            guard let versionID, !versionID.isEmpty, versionID != row.versionID else {
+                return (row.versionID, Self.files(of: row.data))
+            }
+            let rows = try await connection.query(
+                """
+                SELECT snapshot::text FROM chat.plugin_history WHERE kind = 'skill' AND plugin_id = \(id) AND id = \(versionID)
+                """, logger: logger)
+            for try await snapshot in rows.decode(String.self) {
+                return (versionID, Self.files(of: JSONValue.parse(snapshot)?["data"]))
+            }
+            throw APIError(.notFound, "Skill version not found")
+        }
+    }
+
+    static func summaries(_ files: [SkillFile]) -> String {
+        OrderedJSON.array(
+            files.map {
+                OrderedJSON.object([
+                    ("path", .string($0.path)), ("size", .int($0.bytes.count)), ("encoding", JSONValue($0.encoding)),
+                ])
+            })
+    }
+
+    @Sendable func files(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let (version, files) = try await versionFiles(
+            try context.parameters.require("id"), user, versionID: request.queryValue("version_id"))
+        return JSONResponse.text(
+            OrderedJSON.appending(OrderedJSON.object([("version_id", JSONValue(version))]), raw: [("files", Self.summaries(files))]))
+    }
+
+    @Sendable func fileContent(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let path = request.queryValue("path")
+        let version = request.queryValue("version_id")
+        let missing = [("path", path), ("version_id", version)].filter { $0.1 == nil }.map {
+            ValidationIssue(type: "missing", loc: [.string("query"), .string($0.0)], msg: "Field required", input: .null)
+        }
+        guard missing.isEmpty, let path else { throw APIError.validation(missing) }
+        let (_, files) = try await versionFiles(try context.parameters.require("id"), user, versionID: version)
+        guard let file = files.first(where: { $0.path == path }) else { throw APIError(.notFound, "File not found") }
+        let name = String(path.split(separator: "/").last ?? "file")
+        var headers = HTTPFields()
+        headers[.contentType] = path.hasSuffix(".md") ? "text/markdown" : path.hasSuffix(".txt") ? "text/plain" : "application/octet-stream"
+        headers[.contentDisposition] =
+            "attachment; filename*=UTF-8''" + (name.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "file")
+        headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
+        headers[HTTPField.Name("Content-Security-Policy")!] = "default-src 'none'; sandbox"
+        headers[.cacheControl] = "private, no-store"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: .init(data: file.bytes)))
+    }
+
+    @Sendable func historyList(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let page = try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1
+        _ = try await versionFiles(id, user, versionID: nil)
+        return JSONResponse.text(try await store.historyPage(Self.kind, id, page: page, caller: user, auth: auth))
+    }
+
+    @Sendable func historyEntry(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let entry = try context.parameters.require("entry")
+        _ = try await versionFiles(id, user, versionID: nil)
+        let rows = try await history.postgres.query(
+            """
+            SELECT \(unescaped: PluginStore.entryJSON("skill", snapshot: false)), h.snapshot::text FROM chat.plugin_history h
+            WHERE h.kind = 'skill' AND h.plugin_id = \(id) AND h.id = \(entry)
+            """, logger: logger)
+        for try await (json, snapshot) in rows.decode((String, String).self) {
+            let value = JSONValue.parse(snapshot)
+            let summary = OrderedJSON.appending(
+                OrderedJSON.object([("name", value?["name"] ?? .null), ("description", value?["description"] ?? .null)]),
+                raw: [
+                    ("meta", (value?["meta"] ?? .null).jsonText), ("content", (value?["content"] ?? .null).jsonText),
+                    ("data", "{\"files\":" + Self.summaries(Self.files(of: value?["data"])) + "}"),
+                ])
+            return JSONResponse.text(OrderedJSON.appending(json, raw: [("snapshot", summary)]))
+        }
+        throw PluginStore.versionNotFound
+    }
+
+    @Sendable func deleteHistoryEntry(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let entry = try context.parameters.require("entry")
+        try await history.transaction { connection in
+            let row = try await checked(
+                id, user, "write", missing: APIError(.notFound, "Skill not found"), denied: APIError(.forbidden, "Access denied"),
+                lock: true, on: connection)
+            try await store.deleteEntry(Self.kind, id, entry, current: row.versionID, on: connection)
+        }
+        return JSONResponse.text("true")
+    }
+
+    struct SetVersionForm: Decodable {
+        var versionID: String
+        var expectedVersionID: String
+
+        enum CodingKeys: String, CodingKey {
+            case versionID = "version_id"
+            case expectedVersionID = "expected_version_id"
+        }
+    }
+
+    @Sendable func setVersion(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        let form = try JSONBody.decode(SetVersionForm.self, from: try await history.body(request))
+        let json = try await history.transaction { connection -> String in
+            let row = try await checked(
+                id, user, "write", missing: APIError(.notFound, "Skill not found"), denied: APIError(.forbidden, "Access denied"),
+                lock: true, on: connection)
+            guard form.expectedVersionID == row.versionID else { throw Self.versionConflict(row.versionID) }
+            let updated = try await connection.query(
+                """
+                UPDATE chat.plugins p SET name = h.snapshot ->> 'name', description = h.snapshot ->> 'description',
+                    content = h.snapshot ->> 'content', data = h.snapshot -> 'data', meta = h.snapshot -> 'meta',
+                    version_id = h.id, updated_at = \(Int(Date().timeIntervalSince1970))
+                FROM chat.plugin_history h
+                WHERE p.kind = 'skill' AND p.id = \(id) AND h.kind = 'skill' AND h.plugin_id = p.id AND h.id = \(form.versionID)
+                RETURNING 1
+                """, logger: logger)
+            var found = false
+            for try await _ in updated { found = true }
+            guard found else { throw APIError(.notFound, "Skill version not found") }
+            return try await store.json(Self.kind, id, Self.modelJSON, on: connection)
+        }
+        return JSONResponse.text(json)
+    }
+
+    struct CloneForm: Decodable {
+        var id: String
+        var name: String
+        var versionID: String?
+
+        enum CodingKeys: String, CodingKey {
+            case id, name
+            case versionID = "version_id"
+        }
+    }
+
+    /// A copy (of the current or a saved version) under a new id and name, owned by the caller, unshared.
+    @Sendable func clone(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let source = try context.parameters.require("id")
+        let form = try JSONBody.decode(CloneForm.self, from: try await history.body(request))
+        let (_, files) = try await versionFiles(source, user, versionID: form.versionID)
+        let json = try await history.transaction { connection -> String in
+            guard let row = try await store.row(Self.kind, source, on: connection) else { throw APIError.notFound }
+            var copy = try JSONDecoder().decode(
+                SkillForm.self,
+                from: Data(OrderedJSON.object([("id", .string(form.id)), ("name", .string(form.name))]).utf8))
+            copy.description = row.description
+            copy.meta = row.meta
+            copy.files = files
+            try await insert(copy, user: user, grants: [], active: row.isActive, on: connection)
+            return try await store.json(Self.kind, copy.normalizedID, Self.modelJSON, on: connection)
+        }
+        return JSONResponse.text(json)
+    }
+}
+
+extension SkillsController.SkillForm {
+    /// Ids are lower case with spaces as hyphens.
+    var normalizedID: String { id.lowercased().replacingOccurrences(of: " ", with: "-") }
+}
