@@ -23,6 +23,7 @@ router.addRoutes(AuthsController(accounts: accounts).routes, atPath: "/api/v1/au
 router.addRoutes(UsersController(accounts: accounts).routes, atPath: "/api/v1/users")
 router.addRoutes(GroupsController(accounts: accounts).routes, atPath: "/api/v1/groups")
 router.addRoutes(AppConfigController(accounts: accounts, template: template).routes, atPath: "/api/config")
+router.addRoutes(ConfigsController(accounts: accounts).routes, atPath: "/api/v1/configs")
 router.addRoutes(InternalController(accounts: accounts).routes, atPath: "/internal")
 
 let relay = OutboxRelay(outbox: accounts.outbox, postgres: runtime.postgres, redis: runtime.redis, logger: runtime.logger)

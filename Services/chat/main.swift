@@ -35,6 +35,12 @@ router.addRoutes(
     SkillsController(store: plugins, policies: policies, auth: auth, adminBypass: adminBypass).routes,
     atPath: "/api/v1/skills")
 
+router.addRoutes(
+    UsageController(
+        redis: runtime.redis,
+        publicCount: config.environment.bool("ENABLE_PUBLIC_ACTIVE_USERS_COUNT", default: true)
+    ).routes, atPath: "/api/usage")
+
 let relay = OutboxRelay(outbox: history.outbox, postgres: runtime.postgres, redis: runtime.redis, logger: runtime.logger)
 // A deleted user's chats, folders, tags and shares go too; the consumer group makes sure one replica does it
 // even if the one that read the event died first.

@@ -18,6 +18,7 @@ struct GatewayResponder: HTTPResponder {
     let openAPI: OpenAPIDocument
     let cache: PrincipalCache
     let realtime: RealtimeRoutes
+    let activity: ActivityLog
     let logger: Logger
 
     static let processTime = HTTPField.Name("X-Process-Time")!
@@ -79,6 +80,7 @@ struct GatewayResponder: HTTPResponder {
             }
             identity = caller
         }
+        if let identity { activity.record(identity.userID) }
 
         // Sign-in bodies are read here for the per-email limit, then forwarded as read.
         var body: ByteBuffer?

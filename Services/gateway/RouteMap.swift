@@ -5,7 +5,7 @@ import HTTPTypes
 enum RouteMap {
     /// Path prefixes and their owners; none lies below another, so at most one matches.
     static let prefixes: [(prefix: String, upstream: Upstream)] = [
-        ("/api/v1/auths", .auth), ("/api/v1/users", .auth), ("/api/v1/groups", .auth), ("/api/config", .auth),
+        ("/api/v1/auths", .auth), ("/api/v1/users", .auth), ("/api/v1/groups", .auth), ("/api/config", .auth), ("/api/v1/configs", .auth),
         ("/api/v1/chats", .chat), ("/api/v1/folders", .chat), ("/api/v1/models", .chat), ("/api/models", .chat),
         ("/api/chat", .chat), ("/api/v1/prompts", .chat), ("/api/v1/skills", .chat), ("/api/v1/tools", .chat), ("/api/v1/functions", .chat),
         ("/api/v1/tasks", .chat), ("/api/tasks", .chat), ("/api/v1/memories", .chat), ("/api/v1/notes", .chat),

@@ -19,6 +19,7 @@ clientConfiguration.tracing.tracer = nil
 let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
 
 let cache = PrincipalCache()
+let activity = ActivityLog(redis: redis, logger: logger)
 let realtimeRoutes = RealtimeRoutes(redis: redis, fallback: config.upstreams[.realtime]!)
 let authLookup = AuthLookup(client: httpClient, baseURL: config.upstreams[.auth]!, internalSecret: config.service.internalSecret)
 let responder = GatewayResponder(
@@ -32,7 +33,7 @@ let responder = GatewayResponder(
         longHeadTimeout: .seconds(config.longUpstreamTimeout)),
     cors: CORSPolicy(allowedOrigins: config.corsAllowOrigins),
     openAPI: OpenAPIDocument(client: httpClient, upstreams: config.upstreams, internalSecret: config.service.internalSecret),
-    cache: cache, realtime: realtimeRoutes, logger: logger)
+    cache: cache, realtime: realtimeRoutes, activity: activity, logger: logger)
 
 let follower = StreamFollower(redis: streamRedis, stream: EventStream.auth, logger: logger) { event in
     cache.apply(event: event)
@@ -48,6 +49,6 @@ var app = Application(
     },
     configuration: .init(address: .hostname(config.service.host, port: config.service.port), serverName: "skiff-gateway"),
     logger: logger)
-app.addServices(follower)
+app.addServices(follower, activity)
 try await app.runUntilStopped()
 try await httpClient.shutdown()

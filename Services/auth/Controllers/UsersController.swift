@@ -23,6 +23,10 @@ struct UsersController {
         routes.get("default/permissions/defaults", use: builtInPermissions)
         routes.get("user/settings", use: settings)
         routes.post("user/settings/update", use: updateSettings)
+        routes.get("user/status", use: status)
+        routes.post("user/status/update", use: updateStatus)
+        routes.get("user/variables", use: variables)
+        routes.post("user/variables/update", use: updateVariables)
         routes.get("user/info", use: info)
         routes.post("user/info/update", use: updateInfo)
         routes.get(":user_id", use: user)
@@ -142,10 +146,36 @@ struct UsersController {
         return try JSONResponse.make(permissions, headers: Invalidation.all)
     }
 
+    /// The stored settings (`raw=true`), or with the admin's default interface settings under the user's `ui`.
     @Sendable func settings(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let identity = try context.requireVerified()
+        let raw = try JSONBody.queryBool(request.queryValue("raw"), name: "raw", default: false)
         guard let user = try await accounts.users.find(id: identity.userID) else { throw Self.userNotFound }
-        return try JSONResponse.make(user.settings ?? .null)
+        var settings = user.settings?.objectValue
+        if !raw, case .object(let defaults)? = try await accounts.config.current().values["DEFAULT_INTERFACE_SETTINGS"],
+            !defaults.isEmpty
+        {
+            var merged = settings ?? [:]
+            merged["ui"] = Self.deepMerge(.object(defaults), settings?["ui"] ?? .object([:]))
+            settings = merged
+        }
+        return JSONResponse.text(Self.settingsText(settings))
+    }
+
+    /// Defaults under stored values: objects merge, a stored null keeps the default.
+    static func deepMerge(_ base: JSONValue, _ top: JSONValue) -> JSONValue {
+        guard case .object(var result) = base, case .object(let over) = top else { return top == .null ? base : top }
+        for (key, value) in over where value != .null {
+            result[key] = result[key].map { deepMerge($0, value) } ?? value
+        }
+        return .object(result)
+    }
+
+    /// `UserSettings` as the original writes it: `ui` first (an empty one when missing), then the other keys.
+    static func settingsText(_ settings: [String: JSONValue]?) -> String {
+        guard let settings else { return "null" }
+        let rest = settings.filter { $0.key != "ui" }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        return OrderedJSON.object([("ui", settings["ui"] ?? .object([:]))] + rest)
     }
 
     /// Top-level keys replace; `ui` is patched key by key (a null value removes the key).
@@ -162,7 +192,7 @@ struct UsersController {
             settings["ui"] = .object(ui)
         }
         try await accounts.users.setJSON("settings", value: .object(settings), userID: identity.userID)
-        return try JSONResponse.make(JSONValue.object(settings))
+        return JSONResponse.text(Self.settingsText(settings))
     }
 
     @Sendable func info(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -180,6 +210,82 @@ struct UsersController {
         info.merge(updates) { _, new in new }
         try await accounts.users.setJSON("info", value: .object(info), userID: identity.userID)
         return try JSONResponse.make(JSONValue.object(info))
+    }
+
+    // MARK: Status and variables
+
+    func statusEnabled() async throws {
+        guard try await accounts.config.current().bool("ENABLE_USER_STATUS") else { throw Self.actionProhibited }
+    }
+
+    /// The caller's whole user record (`UserModel`), which carries the status fields.
+    @Sendable func status(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let identity = try context.requireVerified()
+        try await statusEnabled()
+        guard let user = try await accounts.users.find(id: identity.userID) else { throw Self.userNotFound }
+        return try JSONResponse.make(user.json())
+    }
+
+    struct StatusForm: Decodable {
+        var statusEmoji: String?
+        var statusMessage: String?
+        var statusExpiresAt: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case statusEmoji = "status_emoji"
+            case statusMessage = "status_message"
+            case statusExpiresAt = "status_expires_at"
+        }
+    }
+
+    /// Sets the status fields sent with a value (null leaves a field as it is, as the original).
+    @Sendable func updateStatus(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let identity = try context.requireVerified()
+        try await statusEnabled()
+        let form = try await JSONBody.decode(StatusForm.self, from: request)
+        try await accounts.users.setStatus(
+            emoji: form.statusEmoji, message: form.statusMessage, expiresAt: form.statusExpiresAt, userID: identity.userID)
+        guard let user = try await accounts.users.find(id: identity.userID) else { throw Self.userNotFound }
+        return try JSONResponse.make(user.json())
+    }
+
+    static func variablesText(_ variables: [String: JSONValue]) -> String {
+        OrderedJSON.object([("variables", .object(variables.filter { $0.value.stringValue != nil }))])
+    }
+
+    @Sendable func variables(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let identity = try context.requireVerified()
+        let stored = try await accounts.users.variables(userID: identity.userID)?.objectValue ?? [:]
+        return JSONResponse.text(Self.variablesText(stored))
+    }
+
+    /// Replaces the variables: keys `^[a-z][a-z0-9_]*$`, string values of at most 20,000 characters, 100,000 in all.
+    @Sendable func updateVariables(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let identity = try context.requireVerified()
+        let body = try await JSONBody.decode(JSONValue.self, from: request)
+        guard case .object(let form) = body else { throw Self.dictionaryError(body) }
+        let sent = form["variables"] ?? .object([:])
+        guard case .object(let variables) = sent else {
+            throw APIError.validation([
+                ValidationIssue(
+                    type: "dict_type", loc: [.string("body"), .string("variables")], msg: "Input should be a valid dictionary",
+                    input: sent)
+            ])
+        }
+        guard sent.jsonText.count <= 100_000 else { throw APIError(.badRequest, "User variables are too large.") }
+        var clean: [String: JSONValue] = [:]
+        for key in variables.keys.sorted() {
+            let value = variables[key]!
+            guard let first = key.unicodeScalars.first, ("a"..."z").contains(first),
+                key.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" })
+            else { throw APIError(.badRequest, "Invalid user variable key: \(key)") }
+            guard let text = value.stringValue else { throw APIError(.badRequest, "User variable must be a string: \(key)") }
+            let normalized = text.replacingOccurrences(of: "\r\n", with: "\n")
+            guard normalized.count <= 20_000 else { throw APIError(.badRequest, "User variable is too long: \(key)") }
+            clean[key] = .string(normalized)
+        }
+        try await accounts.users.setJSON("variables", value: .object(clean), userID: identity.userID)
+        return JSONResponse.text(Self.variablesText(clean))
     }
 
     @Sendable func user(_ request: Request, context: ServiceRequestContext) async throws -> Response {

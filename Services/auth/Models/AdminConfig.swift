@@ -89,6 +89,8 @@ struct AdminConfig: Sendable, Equatable {
             "ENABLE_USER_STATUS": bool("ENABLE_USER_STATUS", true),
             "PENDING_USER_OVERLAY_TITLE": .string(""), "PENDING_USER_OVERLAY_CONTENT": .string(""),
             "RESPONSE_WATERMARK": .string(""),
+            "WEBUI_BANNERS": env.string("WEBUI_BANNERS").flatMap(JSONValue.parse).flatMap { $0 == .null ? nil : $0 }
+                ?? .array([]),
         ])
     }
 

@@ -146,9 +146,27 @@ struct UserStore: Sendable {
     }
 
     func setJSON(_ column: String, value: JSONValue, userID: String) async throws {
-        precondition(["settings", "info"].contains(column))
+        precondition(["settings", "info", "variables"].contains(column))
         try await postgres.query(
             "UPDATE auth.users SET \(unescaped: column) = \(value.jsonText)::jsonb WHERE id = \(userID)", logger: logger)
+    }
+
+    /// The user's variables column (nil when never set).
+    func variables(userID: String) async throws -> JSONValue? {
+        let rows = try await postgres.query("SELECT variables::text FROM auth.users WHERE id = \(userID)", logger: logger)
+        for try await text in rows.decode(String?.self) { return text.flatMap(JSONValue.parse) }
+        return nil
+    }
+
+    /// Sets the status fields that are given (nil leaves one as it is).
+    func setStatus(emoji: String?, message: String?, expiresAt: Int?, userID: String) async throws {
+        try await postgres.query(
+            """
+            UPDATE auth.users SET status_emoji = coalesce(\(emoji), status_emoji),
+                status_message = coalesce(\(message), status_message),
+                status_expires_at = coalesce(\(expiresAt), status_expires_at)
+            WHERE id = \(userID)
+            """, logger: logger)
     }
 
     func delete(userID: String, on connection: PostgresConnection) async throws {
