@@ -36,6 +36,11 @@ router.addRoutes(
     atPath: "/api/v1/skills")
 
 router.addRoutes(
+    MemoriesController(
+        history: history, policies: policies, embedder: Embedder.configured(config.environment, client: httpClient),
+        threshold: Double(config.environment.string("RAG_RELEVANCE_THRESHOLD", default: "0")) ?? 0
+    ).routes, atPath: "/api/v1/memories")
+router.addRoutes(
     UsageController(
         redis: runtime.redis,
         publicCount: config.environment.bool("ENABLE_PUBLIC_ACTIVE_USERS_COUNT", default: true)

@@ -44,7 +44,9 @@ struct InternalController {
         return JSONResponse.text(
             OrderedJSON.object([
                 "permissions": try await accounts.permissions(ofUser: id),
-                "features": .object(["notes": .bool(config.bool("ENABLE_NOTES"))]),
+                "features": .object([
+                    "notes": .bool(config.bool("ENABLE_NOTES")), "memories": .bool(config.bool("ENABLE_MEMORIES")),
+                ]),
             ]))
     }
 

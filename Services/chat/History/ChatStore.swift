@@ -531,6 +531,7 @@ struct ChatStore: Sendable {
             for try await id in prompts.decode(String.self) { promptIDs.append(id) }
             try await PromptsController.deleteRows(ids: promptIDs, on: connection, logger: logger)
             try await PluginStore.deleteUserData(userID, on: connection, logger: logger)
+            try await connection.query("DELETE FROM chat.memories WHERE user_id = \(userID)", logger: logger)
             try await connection.query("DELETE FROM chat.notes WHERE user_id = \(userID)", logger: logger)
             try await connection.query(
                 "DELETE FROM chat.share_grants WHERE principal_type = 'user' AND principal_id = \(userID)", logger: logger)

@@ -1,0 +1,104 @@
+// The configured embedding engine (the original's `RAG_EMBEDDING_ENGINE`): an OpenAI-compatible
+// `/embeddings` endpoint or Ollama's `/api/embed`. Nil when none is configured; memories then rank by full text.
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Shared
+
+struct Embedder: Sendable {
+    enum Engine: String, Sendable { case openai, ollama }
+
+    let engine: Engine
+    let model: String
+    let baseURL: String
+    let apiKey: String
+    let batchSize: Int
+    let client: HTTPClient
+
+    /// From `RAG_EMBEDDING_ENGINE`, `RAG_EMBEDDING_MODEL`, `RAG_OPENAI_API_BASE_URL`, `RAG_OPENAI_API_KEY`,
+    /// `RAG_OLLAMA_BASE_URL` (or `OLLAMA_BASE_URL`) and `RAG_EMBEDDING_BATCH_SIZE`.
+    static func configured(_ environment: Environment, client: HTTPClient) -> Embedder? {
+        guard let engine = Engine(rawValue: environment.string("RAG_EMBEDDING_ENGINE", default: "").lowercased()) else {
+            return nil
+        }
+        let base: String =
+            switch engine {
+            case .openai: environment.string("RAG_OPENAI_API_BASE_URL", default: environment.string("OPENAI_API_BASE_URL", default: "https://api.openai.com/v1"))
+            case .ollama: environment.string("RAG_OLLAMA_BASE_URL", default: environment.string("OLLAMA_BASE_URL", default: "http://localhost:11434"))
+            }
+        return Embedder(
+            engine: engine,
+            model: environment.string(
+                "RAG_EMBEDDING_MODEL", default: engine == .openai ? "text-embedding-3-small" : "nomic-embed-text"),
+            baseURL: base.hasSuffix("/") ? String(base.dropLast()) : base,
+            apiKey: environment.string("RAG_OPENAI_API_KEY", default: environment.string("OPENAI_API_KEY", default: "")),
+            batchSize: max(1, Int(environment.string("RAG_EMBEDDING_BATCH_SIZE", default: "1")) ?? 1), client: client)
+    }
+
+    static let failed = APIError(.badRequest, "The embedding engine could not embed the text.")
+
+    /// One vector per text, in order.
+    func embed(_ texts: [String]) async throws -> [[Double]] {
+        var vectors: [[Double]] = []
+        var start = 0
+        while start < texts.count {
+            let batch = Array(texts[start..<min(texts.count, start + batchSize)])
+            vectors += try await embedBatch(batch)
+            start += batchSize
+        }
+        return vectors
+    }
+
+    private func embedBatch(_ texts: [String]) async throws -> [[Double]] {
+        let url = engine == .openai ? baseURL + "/embeddings" : baseURL + "/api/embed"
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        if engine == .openai, !apiKey.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
+        let body = OrderedJSON.object([("input", .array(texts.map(JSONValue.string))), ("model", .string(model))])
+        request.body = .bytes(ByteBuffer(string: body))
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: .seconds(30))
+        } catch {
+            throw Self.failed
+        }
+        let data = try await response.body.collect(upTo: 64 << 20)
+        guard response.status == .ok, let json = JSONValue.parse(String(buffer: data)) else { throw Self.failed }
+        let vectors: [JSONValue]
+        switch engine {
+        case .openai:
+            guard case .array(let items)? = json["data"] else { throw Self.failed }
+            vectors = items.compactMap { $0["embedding"] }
+        case .ollama:
+            guard case .array(let items)? = json["embeddings"] else { throw Self.failed }
+            vectors = items
+        }
+        let result = vectors.map { vector -> [Double] in
+            guard case .array(let numbers) = vector else { return [] }
+            return numbers.compactMap {
+                switch $0 {
+                case .double(let value): value
+                case .int(let value): Double(value)
+                default: nil
+                }
+            }
+        }
+        guard result.count == texts.count, result.allSatisfy({ !$0.isEmpty }) else { throw Self.failed }
+        return result
+    }
+
+    /// Cosine similarity as the original reports it for memories: `(1 + cos) / 2`, in 0...1, higher is closer.
+    static func score(_ a: [Double], _ b: [Double]) -> Double {
+        guard a.count == b.count, !a.isEmpty else { return 0 }
+        var (dot, na, nb) = (0.0, 0.0, 0.0)
+        for index in a.indices {
+            dot += a[index] * b[index]
+            na += a[index] * a[index]
+            nb += b[index] * b[index]
+        }
+        guard na > 0, nb > 0 else { return 0.5 }
+        return (1 + dot / (na.squareRoot() * nb.squareRoot())) / 2
+    }
+}
