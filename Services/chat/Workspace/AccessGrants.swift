@@ -2,6 +2,7 @@
 // them: who (`user` by id or `*`, `group`, `anyone`) may `read` or `write` which resource, plus the sharing
 // policy that decides which grants a user may hand out.
 import Foundation
+import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
 import PostgresNIO
@@ -182,5 +183,28 @@ struct OwnerLookup: Sendable {
         }
         for user in try await auth.users(ids: ids.subtracting([caller.userID])) { result[user.id] = user.jsonText }
         return result
+    }
+}
+
+/// Query parameters the workspace lists share.
+enum WorkspaceList {
+    /// `view_option`: `created` keeps the caller's own items, `shared` the others'; anything else keeps all.
+    static func viewOption(_ sql: inout SQLBuilder, _ request: Request, user: Identity, alias: String) {
+        switch request.queryValue("view_option") {
+        case "created":
+            sql.append(" AND \(alias).user_id = ")
+            sql.bind(user.userID)
+        case "shared":
+            sql.append(" AND \(alias).user_id <> ")
+            sql.bind(user.userID)
+        default: break
+        }
+    }
+
+    /// `order_by` (`name`, `created_at`, else `updated_at`) and `direction` (`asc`, else descending).
+    static func order(_ request: Request) -> (column: String, direction: String) {
+        let requested = request.queryValue("order_by") ?? ""
+        let column = ["name", "created_at", "updated_at"].contains(requested) ? requested : "updated_at"
+        return (column, request.queryValue("direction") == "asc" ? "ASC" : "DESC")
     }
 }

@@ -169,15 +169,7 @@ struct NotesController {
                 " AND (replace(replace(n.title, '-', ''), ' ', '') ILIKE \(pattern)"
                     + " OR replace(replace(coalesce(n.data #>> '{content,md}', ''), '-', ''), ' ', '') ILIKE \(pattern))")
         }
-        switch request.queryValue("view_option") {
-        case "created":
-            sql.append(" AND n.user_id = ")
-            sql.bind(user.userID)
-        case "shared":
-            sql.append(" AND n.user_id <> ")
-            sql.bind(user.userID)
-        default: break
-        }
+        WorkspaceList.viewOption(&sql, request, user: user, alias: "n")
         if !user.isAdmin {
             sql.append(" AND ")
             Self.readable(&sql, user, permission: request.queryValue("permission") ?? "write")

@@ -168,15 +168,7 @@ struct PromptsController {
                 " AND (p.name ILIKE \(pattern) OR p.command ILIKE \(pattern) OR p.content ILIKE \(pattern)"
                     + " OR p.user_id = ANY(\(sql.placeholder(for: owners))))")
         }
-        switch request.queryValue("view_option") {
-        case "created":
-            sql.append(" AND p.user_id = ")
-            sql.bind(user.userID)
-        case "shared":
-            sql.append(" AND p.user_id <> ")
-            sql.bind(user.userID)
-        default: break
-        }
+        WorkspaceList.viewOption(&sql, request, user: user, alias: "p")
         if let tag = request.queryValue("tag"), !tag.isEmpty {
             sql.append(
                 """
@@ -184,9 +176,7 @@ struct PromptsController {
                     THEN p.tags ELSE '[]' END) t WHERE lower(t) = lower(\(sql.placeholder(for: tag))))
                 """)
         }
-        let direction = request.queryValue("direction") == "asc" ? "ASC" : "DESC"
-        let column = ["name", "created_at", "updated_at"].contains(request.queryValue("order_by") ?? "")
-            ? request.queryValue("order_by")! : "updated_at"
+        let (column, direction) = WorkspaceList.order(request)
         let writer = user.isAdmin && adminBypass
             ? "true" : GrantStore.ownedOrGrantedSQL(&sql, type: "prompt", alias: "p", user: user, permission: "write")
         sql.append(

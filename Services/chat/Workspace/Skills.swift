@@ -190,18 +190,8 @@ struct SkillsController {
                 " AND (t.name ILIKE \(pattern) OR t.description ILIKE \(pattern) OR t.id ILIKE \(pattern)"
                     + " OR t.meta::text ILIKE \(pattern) OR t.user_id = ANY(\(owners)))")
         }
-        switch request.queryValue("view_option") {
-        case "created":
-            sql.append(" AND t.user_id = ")
-            sql.bind(user.userID)
-        case "shared":
-            sql.append(" AND t.user_id <> ")
-            sql.bind(user.userID)
-        default: break
-        }
-        let direction = request.queryValue("direction") == "asc" ? "ASC" : "DESC"
-        let column = ["name", "created_at", "updated_at"].contains(request.queryValue("order_by") ?? "")
-            ? request.queryValue("order_by")! : "updated_at"
+        WorkspaceList.viewOption(&sql, request, user: user, alias: "t")
+        let (column, direction) = WorkspaceList.order(request)
         let writer = user.isAdmin && adminBypass
             ? "true" : GrantStore.ownedOrGrantedSQL(&sql, type: Self.kind, alias: "t", user: user, permission: "write")
         sql.append(
