@@ -119,6 +119,19 @@ struct Accounts: Sendable {
     // MARK: Events
 
     /// Writes an auth event into the outbox inside the caller's transaction.
+    /// Saves admin config values and tells every replica (`config.updated`), in the caller's transaction.
+    func saveConfig(_ updates: [String: JSONValue], actor: String?, on connection: PostgresConnection) async throws {
+        try await config.save(updates, on: connection)
+        try await publish("config.updated", actor: actor, data: [:], on: connection)
+    }
+
+    /// The same in a transaction of its own; the cached config is dropped again once it has committed (a read
+    /// between the save and the commit may have cached the old values).
+    func saveConfig(_ updates: [String: JSONValue], actor: String?) async throws {
+        try await postgres.withTransaction(logger: logger) { try await saveConfig(updates, actor: actor, on: $0) }
+        config.invalidate()
+    }
+
     func publish(_ type: String, actor: String?, data: [String: JSONValue], on connection: PostgresConnection) async throws {
         let event = Event(type: type, actorID: actor, data: .object(data))
         try await outbox.enqueue(event, on: connection, logger: logger)

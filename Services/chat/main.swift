@@ -18,26 +18,26 @@ let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
 let auth = AuthLookup(
     client: httpClient, baseURL: config.environment.string("SKIFF_AUTH_URL", default: "http://127.0.0.1:8081"),
     internalSecret: config.internalSecret)
-let notes = NotesController(history: history, policies: PolicyCache(auth: auth), auth: auth)
+let policies = PolicyCache(auth: auth)
+let notes = NotesController(history: history, policies: policies, auth: auth)
 router.addRoutes(notes.routes, atPath: "/api/v1/notes")
 router.addRoutes(notes.internalRoutes, atPath: "/internal/notes")
-let policies = PolicyCache(auth: auth)
 let adminBypass = config.environment.bool(
     "BYPASS_ADMIN_ACCESS_CONTROL", default: config.environment.bool("ENABLE_ADMIN_WORKSPACE_CONTENT_ACCESS", default: true))
 router.addRoutes(
     PromptsController(history: history, policies: policies, auth: auth, adminBypass: adminBypass).routes,
     atPath: "/api/v1/prompts")
-let plugins = PluginStore(history: history)
+let plugins = PluginStore(history: history, auth: auth)
 router.addRoutes(
-    ToolsController(store: plugins, policies: policies, auth: auth, adminBypass: adminBypass).routes, atPath: "/api/v1/tools")
-router.addRoutes(FunctionsController(store: plugins, auth: auth).routes, atPath: "/api/v1/functions")
+    ToolsController(store: plugins, policies: policies, adminBypass: adminBypass).routes, atPath: "/api/v1/tools")
+router.addRoutes(FunctionsController(store: plugins).routes, atPath: "/api/v1/functions")
 router.addRoutes(
-    SkillsController(store: plugins, policies: policies, auth: auth, adminBypass: adminBypass).routes,
+    SkillsController(store: plugins, policies: policies, adminBypass: adminBypass).routes,
     atPath: "/api/v1/skills")
 
 router.addRoutes(
     MemoriesController(
-        history: history, policies: policies, embedder: Embedder.configured(config.environment, client: httpClient),
+        history: history, policies: policies, embedder: Embedder.configured(config.environment, client: httpClient, logger: runtime.logger),
         threshold: Double(config.environment.string("RAG_RELEVANCE_THRESHOLD", default: "0")) ?? 0
     ).routes, atPath: "/api/v1/memories")
 router.addRoutes(
@@ -60,4 +60,4 @@ let app = runtime.makeApplication(
     migrations: Bundle.module.url(forResource: "Migrations", withExtension: nil)!,
     services: [relay, accountEvents])
 try await app.runUntilStopped()
-try await httpClient.shutdown()
+try await httpClient.shutdown().get()

@@ -8,7 +8,6 @@ import ServiceLifecycle
 import Shared
 
 final class ActivityLog: Service, Sendable {
-    static let key = "skiff:active_users"
     let redis: RedisClient
     let logger: Logger
     private let seen = NIOLockedValueBox<Set<String>>([])
@@ -23,9 +22,12 @@ final class ActivityLog: Service, Sendable {
     }
 
     func run() async throws {
-        while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(5))
-            await flush()
+        // Stops with the gateway's graceful shutdown, after one last flush.
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(5))
+                await self.flush()
+            }
         }
         await flush()
     }
@@ -37,12 +39,14 @@ final class ActivityLog: Service, Sendable {
         }
         guard !users.isEmpty else { return }
         let now = Int(Date().timeIntervalSince1970)
-        var command = ["ZADD", Self.key]
+        var command = ["ZADD", UsageKeys.users]
         for user in users { command += [String(now), user] }
         do {
             _ = try await redis.send(command)
-            _ = try await redis.send(["ZREMRANGEBYSCORE", Self.key, "-inf", String(now - 3600)])
+            _ = try await redis.send(["ZREMRANGEBYSCORE", UsageKeys.users, "-inf", String(now - UsageKeys.userWindow)])
         } catch {
+            // Kept for the next flush.
+            seen.withLockedValue { $0.formUnion(users) }
             logger.warning("could not record active users", metadata: ["error": "\(error)"])
         }
     }

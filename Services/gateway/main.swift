@@ -51,4 +51,4 @@ var app = Application(
     logger: logger)
 app.addServices(follower, activity)
 try await app.runUntilStopped()
-try await httpClient.shutdown()
+try await httpClient.shutdown().get()

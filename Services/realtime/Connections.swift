@@ -112,7 +112,6 @@ struct Presence: Sendable {
 
     static func socketKey(_ socketID: String) -> String { "skiff:rt:sess:\(socketID)" }
     static func userKey(_ userID: String) -> String { "skiff:rt:user:\(userID)" }
-    static func usageKey(_ model: String) -> String { "skiff:rt:usage:\(model)" }
 
     func bind(_ socketID: String, _ user: SocketUser) async {
         let record = OrderedJSON.object([
@@ -185,9 +184,11 @@ struct Presence: Sendable {
         return #users
         """
 
-    func usage(model: String, socketID: String) async {
-        _ = try? await redis.send(["ZADD", Self.usageKey(model), String(Int(Date().timeIntervalSince1970)), socketID])
-        _ = try? await redis.send(["EXPIRE", Self.usageKey(model), "60"])
+    /// Marks the model as in use now (for `/api/usage`); models idle for a minute are pruned on the way.
+    func usage(model: String) async {
+        let now = Int(Date().timeIntervalSince1970)
+        _ = try? await redis.send(["ZADD", UsageKeys.models, String(now), model])
+        _ = try? await redis.send(["ZREMRANGEBYSCORE", UsageKeys.models, "-inf", String(now - 60)])
     }
 }
 
@@ -463,7 +464,7 @@ final class Connections: Sendable {
             guard let user else { return await kick(session) }
             guard let model = data?["model"]?.stringValue else { return .noAnswer }
             await presence.refresh(socketID, user)
-            await presence.usage(model: model, socketID: socketID)
+            await presence.usage(model: model)
             return .answer(nil)
         case "events:chat":
             guard let user else { return await kick(session) }

@@ -65,4 +65,4 @@ let app = runtime.makeApplication(
         [WebSocketTransport.upgrader(connections: connections, settings: settings, internalSecret: internalSecret)]
     })
 try await app.runUntilStopped()
-try await httpClient.shutdown()
+try await httpClient.shutdown().get()

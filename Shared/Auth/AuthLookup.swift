@@ -43,24 +43,7 @@ public struct AuthLookup: Sendable {
         try await get("/internal/principals/api-keys/\(apiKeyHash)", as: PrincipalInfo.self)
     }
 
-    /// The original's `UserResponse`: who owns an item, as lists show it.
-public struct UserSummary: Codable, Sendable {
-    public var id: String
-    public var name: String
-    public var role: String
-    public var email: String
-
-    public init(id: String, name: String, role: String, email: String) {
-        (self.id, self.name, self.role, self.email) = (id, name, role, email)
-    }
-
-    /// `{"id", "name", "role", "email"}` in that order.
-    public var jsonText: String {
-        OrderedJSON.object(["id": .string(id), "name": .string(name), "role": .string(role), "email": .string(email)])
-    }
-}
-
-/// A user's effective permissions and the feature switches (`{"permissions": ..., "features": ...}`).
+    /// A user's effective permissions and the feature switches (`{"permissions": ..., "features": ...}`).
     public func userPolicy(userID: String) async throws -> UserPolicy {
         guard let escaped = userID.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])),
             let policy = try await get("/internal/policy/users/\(escaped)", as: UserPolicy.self)
@@ -68,18 +51,29 @@ public struct UserSummary: Codable, Sendable {
         return policy
     }
 
-    /// `UserResponse`s of the given users (unknown ids left out), asked in one call.
+    /// `UserResponse`s of the given users (unknown ids left out), asked a hundred at a time.
     public func users(ids: some Collection<String>) async throws -> [UserSummary] {
-        guard !ids.isEmpty else { return [] }
-        let list = ids.joined(separator: ",").addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", "_", ","])) ?? ""
-        return try await get("/internal/users/summaries?ids=\(list)", as: [UserSummary].self) ?? []
+        let ids = Array(ids)
+        var users: [UserSummary] = []
+        for start in stride(from: 0, to: ids.count, by: 100) {
+            let list = ids[start..<min(ids.count, start + 100)].map(Self.queryEscaped).joined(separator: ",")
+            users += try await get("/internal/users/summaries?ids=\(list)", as: [UserSummary].self) ?? []
+        }
+        return users
     }
 
     /// `UserResponse`s of up to 1,000 users whose name or email contains `query` (case-insensitive).
     public func users(matching query: String) async throws -> [UserSummary] {
-        let escaped = query.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
-        return try await get("/internal/users/summaries?query=\(escaped)", as: [UserSummary].self) ?? []
+        guard !query.isEmpty else { return [] }
+        return try await get("/internal/users/summaries?query=\(Self.queryEscaped(query))", as: [UserSummary].self) ?? []
     }
+
+    /// Text safe in a query string: everything but unreserved ASCII percent-encoded.
+    static func queryEscaped(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""
+    }
+
+    static let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
     public func policy() async throws -> GatewayPolicy {
         guard let policy = try await get("/internal/gateway-config", as: GatewayPolicy.self) else {

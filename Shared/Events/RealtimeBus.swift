@@ -88,3 +88,15 @@ public enum RealtimeReplicas {
         return String(entry[..<bar])
     }
 }
+
+/// Redis keys of what `/api/usage` reports: models in use and users lately active.
+public enum UsageKeys {
+    /// A sorted set of model ids scored by when a socket last said (`usage`) it is using the model.
+    public static let models = "skiff:rt:usage:models"
+    /// Seconds a model counts as in use after the last `usage` event.
+    public static let modelWindow = 3
+    /// A sorted set of user ids scored by when a gateway last saw their request.
+    public static let users = "skiff:active_users"
+    /// Seconds a user counts as active after their last request.
+    public static let userWindow = 180
+}

@@ -43,6 +43,10 @@ extension APIError {
     public static var invalidToken: APIError { APIError(.unauthorized, ErrorText.invalidToken) }
     public static var accessProhibited: APIError { APIError(.unauthorized, ErrorText.accessProhibited) }
     public static var forbidden: APIError { APIError(.forbidden, ErrorText.accessProhibited) }
+    /// 401 "401 Unauthorized": the original's answer to a caller who lacks a workspace permission.
+    public static var unauthorized: APIError { APIError(.unauthorized, ErrorText.unauthorized) }
+    /// 401 with the not-found text, as several of the original's plugin routes answer an unknown id.
+    public static var notFoundUnauthorized: APIError { APIError(.unauthorized, ErrorText.notFound) }
     public static var notFound: APIError { APIError(.notFound, ErrorText.notFound) }
     public static var unavailable: APIError { APIError(.serviceUnavailable, ErrorText.serviceUnavailable) }
     public static var bodyTooLarge: APIError { APIError(.contentTooLarge, ErrorText.bodyTooLarge) }

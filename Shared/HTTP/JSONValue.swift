@@ -73,6 +73,12 @@ public enum JSONValue: Codable, Sendable, Equatable {
         (try? String(decoding: JSONEncoder.skiff.encode(self), as: UTF8.self)) ?? "null"
     }
 
+    /// This value with every null member of its objects (at any depth) left out.
+    public var droppingNulls: JSONValue {
+        guard case .object(let object) = self else { return self }
+        return .object(object.compactMapValues { $0 == .null ? nil : $0.droppingNulls })
+    }
+
     /// Deep merge where `other` wins on conflicts; objects merge recursively.
     public func merging(_ other: JSONValue) -> JSONValue {
         guard case .object(var base) = self, case .object(let top) = other else { return other }

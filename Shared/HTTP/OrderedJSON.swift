@@ -15,9 +15,7 @@ public enum OrderedJSON {
 
     /// An encoded object with more keys after its own (`{"a":1}` + b -> `{"a":1,"b":...}`).
     public static func appending(_ encoded: String, _ pairs: [(String, JSONValue)]) -> String {
-        guard encoded.hasSuffix("}"), !pairs.isEmpty else { return encoded }
-        let added = object(pairs).dropFirst().dropLast()
-        return encoded.dropLast() + (encoded == "{}" ? "" : ",") + added + "}"
+        appending(encoded, raw: pairs.map { ($0.0, $0.1.jsonText) })
     }
 
     /// The same with values that are already JSON text (which keeps their own key order).
@@ -25,6 +23,16 @@ public enum OrderedJSON {
         guard encoded.hasSuffix("}"), !pairs.isEmpty else { return encoded }
         let added = pairs.map { JSONValue.string($0.0).jsonText + ":" + $0.1 }.joined(separator: ",")
         return encoded.dropLast() + (encoded == "{}" ? "" : ",") + added + "}"
+    }
+
+    /// An encoded object with the keys of another encoded object after its own.
+    public static func appending(_ encoded: String, rawObject: String) -> String {
+        guard encoded.hasSuffix("}"), let open = rawObject.firstIndex(of: "{"), let close = rawObject.lastIndex(of: "}"),
+            open < close
+        else { return encoded }
+        let added = rawObject[rawObject.index(after: open)..<close]
+        guard added.contains(where: { !$0.isWhitespace }) else { return encoded }
+        return encoded.dropLast() + (encoded == "{}" ? "" : ",") + String(added) + "}"
     }
 
     /// A JSON array of already-encoded items.

@@ -62,3 +62,18 @@ public struct ConfigurationError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
 }
+
+extension Error {
+    /// Whether Postgres refused a write for a unique constraint (SQLSTATE 23505).
+    public var isUniqueViolation: Bool {
+        (self as? PSQLError)?.serverInfo?[.sqlState] == "23505"
+    }
+}
+
+extension String {
+    /// This text as a literal `LIKE`/`ILIKE` pattern piece (`\`, `%` and `_` escaped).
+    public var likeEscaped: String {
+        replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+            .replacingOccurrences(of: "_", with: "\\_")
+    }
+}

@@ -32,5 +32,11 @@ public struct SQLBuilder: Sendable {
         return "$\(binds.count)"
     }
 
+    /// The same for a value that may be NULL.
+    public mutating func placeholder<Value: PostgresDynamicTypeEncodable>(for value: Value?) -> String {
+        binds.append(value)
+        return "$\(binds.count)"
+    }
+
     public var query: PostgresQuery { PostgresQuery(unsafeSQL: text, binds: binds) }
 }

@@ -161,8 +161,7 @@ struct AuthsController {
             if openSignup && isFirst { user.role = "admin" }
             let stamp = try await accounts.users.insert(user, passwordHash: hash, on: connection)
             if openSignup && isFirst {
-                try await accounts.config.save(["ENABLE_SIGNUP": .bool(false)], on: connection)
-                try await accounts.publish("config.updated", actor: user.id, data: [:], on: connection)
+                try await accounts.saveConfig(["ENABLE_SIGNUP": .bool(false)], actor: user.id, on: connection)
             }
             if !defaultGroup.isEmpty {
                 try await accounts.groups.addMembers([user.id], groupID: defaultGroup, on: connection)
@@ -383,11 +382,7 @@ struct AuthsController {
         } catch {
             throw Self.invalidRequest
         }
-        let accounts = self.accounts
-        try await accounts.postgres.withTransaction(logger: accounts.logger) { connection in
-            try await accounts.config.save(updates, on: connection)
-            try await accounts.publish("config.updated", actor: admin.userID, data: [:], on: connection)
-        }
+        try await accounts.saveConfig(updates, actor: admin.userID)
         let saved = try await accounts.config.fresh()
         let reply = saved.adminObject.merging(.object(["sessions_revoked": .bool(false)]))
         return try JSONResponse.make(reply, headers: Invalidation.config)

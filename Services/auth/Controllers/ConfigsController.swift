@@ -43,23 +43,20 @@ struct ConfigsController {
         var banners: [Banner]
     }
 
-    func stored() async throws -> String {
-        guard case .array(let items)? = try await accounts.config.current().values[Self.key] else { return "[]" }
-        return OrderedJSON.array(items.filter { $0.objectValue != nil }.map(Banner.text))
-    }
-
     @Sendable func banners(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         _ = try context.requireVerified()
-        return JSONResponse.text(try await stored())
+        guard case .array(let items)? = try await accounts.config.current().values[Self.key] else {
+            return JSONResponse.text("[]")
+        }
+        return JSONResponse.text(OrderedJSON.array(items.filter { $0.objectValue != nil }.map(Banner.text)))
     }
 
+    /// Replaces the banners; answers them as saved.
     @Sendable func updateBanners(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let admin = try context.requireAdmin()
         let form = try await JSONBody.decode(BannersForm.self, from: request)
-        try await accounts.postgres.withTransaction(logger: accounts.logger) { connection in
-            try await accounts.config.save([Self.key: .array(form.banners.map(\.json))], on: connection)
-            try await accounts.publish("config.updated", actor: admin.userID, data: [:], on: connection)
-        }
-        return JSONResponse.text(try await stored())
+        let banners = form.banners.map(\.json)
+        try await accounts.saveConfig([Self.key: .array(banners)], actor: admin.userID)
+        return JSONResponse.text(OrderedJSON.array(banners.map(Banner.text)))
     }
 }

@@ -54,7 +54,7 @@ struct InternalController {
     /// most 1,000 users whose name or email contains `query`: the owners other services show beside items.
     @Sendable func userSummaries(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let ids = request.queryValue("ids").map { $0.split(separator: ",").map(String.init) }
-        let query = request.queryValue("query")
+        let query = request.queryValue("query").flatMap { $0.isEmpty ? nil : $0 }
         guard ids != nil || query != nil else { return JSONResponse.text("[]") }
         return JSONResponse.text(try await accounts.users.summaries(ids: ids, matching: query))
     }

@@ -138,11 +138,7 @@ struct UsersController {
             }
         }
         let permissions = Permissions.fill(body)
-        let accounts = self.accounts
-        try await accounts.postgres.withTransaction(logger: accounts.logger) { connection in
-            try await accounts.config.save([AdminConfig.userPermissionsKey: permissions], on: connection)
-            try await accounts.publish("config.updated", actor: admin.userID, data: [:], on: connection)
-        }
+        try await accounts.saveConfig([AdminConfig.userPermissionsKey: permissions], actor: admin.userID)
         return try JSONResponse.make(permissions, headers: Invalidation.all)
     }
 
@@ -164,11 +160,7 @@ struct UsersController {
 
     /// Defaults under stored values: objects merge, a stored null keeps the default.
     static func deepMerge(_ base: JSONValue, _ top: JSONValue) -> JSONValue {
-        guard case .object(var result) = base, case .object(let over) = top else { return top == .null ? base : top }
-        for (key, value) in over where value != .null {
-            result[key] = result[key].map { deepMerge($0, value) } ?? value
-        }
-        return .object(result)
+        top == .null ? base : base.merging(top.droppingNulls)
     }
 
     /// `UserSettings` as the original writes it: `ui` first (an empty one when missing), then the other keys.
@@ -223,7 +215,7 @@ struct UsersController {
         let identity = try context.requireVerified()
         try await statusEnabled()
         guard let user = try await accounts.users.find(id: identity.userID) else { throw Self.userNotFound }
-        return try JSONResponse.make(user.json())
+        return try JSONResponse.make(user)
     }
 
     struct StatusForm: Decodable {
@@ -246,7 +238,7 @@ struct UsersController {
         try await accounts.users.setStatus(
             emoji: form.statusEmoji, message: form.statusMessage, expiresAt: form.statusExpiresAt, userID: identity.userID)
         guard let user = try await accounts.users.find(id: identity.userID) else { throw Self.userNotFound }
-        return try JSONResponse.make(user.json())
+        return try JSONResponse.make(user)
     }
 
     static func variablesText(_ variables: [String: JSONValue]) -> String {

@@ -207,14 +207,18 @@ struct UserStore: Sendable {
         return (users, total)
     }
 
-    /// `[{"id", "name", "role", "email"}]` of the given users or of those matching `query` (name or email).
+    /// `[{"id", "name", "role", "email"}]` of the given users, or of at most 1,000 users (by name) whose name or
+    /// email matches the `ILIKE` pattern `%query%` as the original's searches write it.
     func summaries(ids: [String]?, matching query: String?) async throws -> String {
         let pattern = query.map { "%\($0)%" }
         let rows = try await postgres.query(
             """
-            SELECT coalesce(json_agg(json_build_object('id', u.id, 'name', u.name, 'role', u.role, 'email', u.email)), '[]')::text
-            FROM (SELECT * FROM auth.users u WHERE (\(ids)::text[] IS NULL OR u.id = ANY(\(ids)::text[]))
-                AND (\(pattern)::text IS NULL OR u.name ILIKE \(pattern) OR u.email ILIKE \(pattern)) LIMIT 1000) u
+            SELECT coalesce(json_agg(json_build_object('id', u.id, 'name', u.name, 'role', u.role, 'email', u.email)
+                ORDER BY u.name, u.id), '[]')::text
+            FROM (SELECT u.id, u.name, u.role, u.email FROM auth.users u
+                WHERE (\(ids)::text[] IS NULL OR u.id = ANY(\(ids)::text[]))
+                AND (\(pattern)::text IS NULL OR u.name ILIKE \(pattern) OR u.email ILIKE \(pattern))
+                ORDER BY u.name, u.id LIMIT CASE WHEN \(ids)::text[] IS NULL THEN 1000 END) u
             """, logger: logger)
         for try await json in rows.decode(String.self) { return json }
         return "[]"

@@ -147,9 +147,9 @@ extension ChatStore {
         }
         var exact: String?
         if !search.phrase.isEmpty {
-            let phrase = Self.matches(sql.placeholder(for: "%" + Self.escapeLike(search.phrase) + "%"))
+            let phrase = Self.matches(sql.placeholder(for: "%" + search.phrase.likeEscaped + "%"))
             exact = phrase
-            let terms = search.terms.map { Self.matches(sql.placeholder(for: "%" + Self.escapeLike($0) + "%")) }
+            let terms = search.terms.map { Self.matches(sql.placeholder(for: "%" + $0.likeEscaped + "%")) }
             sql.append(" AND (\(phrase)")
             if !terms.isEmpty { sql.append(" OR (" + terms.joined(separator: " AND ") + ")") }
             sql.append(")")

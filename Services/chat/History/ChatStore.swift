@@ -93,12 +93,6 @@ struct ChatStore: Sendable {
 
     static let tagJSON = "json_build_object('id', t.id, 'name', t.name, 'user_id', t.user_id, 'meta', t.meta)"
 
-    /// `text` as a LIKE pattern matches it literally (`\` is LIKE's default escape character).
-    static func escapeLike(_ text: String) -> String {
-        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
-            .replacingOccurrences(of: "_", with: "\\_")
-    }
-
     // MARK: Reads
 
     /// One chat of the user as `ChatResponse` text, as `GET /api/v1/chats/{id}` shows it.

@@ -238,7 +238,7 @@ struct ChatsController {
                 if archivedOnly { sql.append(" AND c.archived") }
                 if let text, !text.isEmpty {
                     sql.append(" AND c.title ILIKE ")
-                    sql.bind("%" + ChatStore.escapeLike(text) + "%")
+                    sql.bind("%" + text.likeEscaped + "%")
                 }
             }, order: order, limit: 60, offset: offset)
         return JSONResponse.text(try await history.chats.array(sql))
@@ -918,7 +918,7 @@ struct ChatsController {
         sql.bind(user.userID)
         if let text, !text.isEmpty {
             sql.append(" AND s.title ILIKE ")
-            sql.bind("%" + ChatStore.escapeLike(text) + "%")
+            sql.bind("%" + text.likeEscaped + "%")
         }
         sql.append(" ORDER BY n LIMIT 60 OFFSET \(offset)) page")
         return JSONResponse.text(try await history.chats.array(sql))

@@ -95,6 +95,16 @@ final class PolicyCache: Sendable {
         }
         return policy
     }
+
+    /// The user's policy when `feature` is switched on by the admin (`disabled` otherwise) and allowed to them
+    /// (`features.<feature>`; admins always; `denied` otherwise).
+    @discardableResult
+    func require(_ feature: String, of user: Identity, disabled: APIError, denied: APIError) async throws -> UserPolicy {
+        let policy = try await policy(user.userID)
+        guard policy.features[feature] ?? true else { throw disabled }
+        guard user.isAdmin || policy.allows("features." + feature) else { throw denied }
+        return policy
+    }
 }
 
 /// The `access_grants` table.
@@ -139,6 +149,42 @@ struct GrantStore: Sendable {
             + grantedSQL(type: type, idSQL: "\(alias).id", permission: permissionSQL, user: userSQL, groups: groups) + ")"
     }
 
+    /// Appends a list filter: every row for admins when `bypass` (the original's `BYPASS_ADMIN_ACCESS_CONTROL`),
+    /// else the user's own rows and those granted to them.
+    static func visible(
+        _ sql: inout SQLBuilder, type: String, alias: String, user: Identity, bypass: Bool, permission: String = "read"
+    ) {
+        if user.isAdmin && bypass {
+            sql.append("true")
+        } else {
+            ownedOrGranted(&sql, type: type, alias: alias, user: user, permission: permission)
+        }
+    }
+
+    /// SQL for a row's `write_access` (its values bound in `sql`): admins with the bypass, owners, write grants.
+    static func writeAccessSQL(_ sql: inout SQLBuilder, type: String, alias: String, user: Identity, bypass: Bool) -> String {
+        user.isAdmin && bypass ? "true" : ownedOrGrantedSQL(&sql, type: type, alias: alias, user: user, permission: "write")
+    }
+
+    /// Whether `user` may `permission` a resource of `owner`: the owner, an admin when `admin`, or a grant.
+    func permits(
+        _ permission: String, type: String, id: String, owner: String, user: Identity, admin: Bool,
+        on connection: PostgresConnection
+    ) async throws -> Bool {
+        if (admin && user.isAdmin) || owner == user.userID { return true }
+        return try await has(permission, type: type, id: id, user: user, on: connection)
+    }
+
+    /// `access/update`: the grants checked against what the user may share (403 otherwise), then stored in place
+    /// of the resource's old ones.
+    func replaceValidated(
+        _ form: AccessGrantsForm, sharing: SharingPolicy, type: String, id: String, user: Identity, policy: UserPolicy?,
+        on connection: PostgresConnection
+    ) async throws {
+        let chosen = try sharing.validate(AccessGrant.normalize(form.accessGrants), user: user, policy: policy)
+        try await replace(chosen, type: type, id: id, now: Int(Date().timeIntervalSince1970), on: connection)
+    }
+
     func has(
         _ permission: String, type: String, id: String, user: Identity, on connection: PostgresConnection
     ) async throws -> Bool {
@@ -170,18 +216,17 @@ struct GrantStore: Sendable {
     }
 }
 
-/// Owners of listed items as the original's `UserResponse` JSON, by user id: the caller's own from their
-/// identity, the others from auth in one call.
+/// Owners of listed items (the original's `UserResponse`), by user id: the caller from their identity, the
+/// others from auth in one call.
 struct OwnerLookup: Sendable {
     let auth: AuthLookup
 
-    func owners(_ ids: Set<String>, caller: Identity) async throws -> [String: String] {
-        var result: [String: String] = [:]
+    func owners(_ ids: Set<String>, caller: Identity) async throws -> [String: UserSummary] {
+        var result: [String: UserSummary] = [:]
         if ids.contains(caller.userID) {
-            result[caller.userID] =
-                UserSummary(id: caller.userID, name: caller.name, role: caller.role, email: caller.email).jsonText
+            result[caller.userID] = UserSummary(id: caller.userID, name: caller.name, role: caller.role, email: caller.email)
         }
-        for user in try await auth.users(ids: ids.subtracting([caller.userID])) { result[user.id] = user.jsonText }
+        for user in try await auth.users(ids: ids.subtracting([caller.userID])) { result[user.id] = user }
         return result
     }
 }

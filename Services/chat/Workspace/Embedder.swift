@@ -2,6 +2,7 @@
 // `/embeddings` endpoint or Ollama's `/api/embed`. Nil when none is configured; memories then rank by full text.
 import AsyncHTTPClient
 import Foundation
+import Logging
 import NIOCore
 import NIOHTTP1
 import Shared
@@ -15,10 +16,11 @@ struct Embedder: Sendable {
     let apiKey: String
     let batchSize: Int
     let client: HTTPClient
+    let logger: Logger
 
     /// From `RAG_EMBEDDING_ENGINE`, `RAG_EMBEDDING_MODEL`, `RAG_OPENAI_API_BASE_URL`, `RAG_OPENAI_API_KEY`,
     /// `RAG_OLLAMA_BASE_URL` (or `OLLAMA_BASE_URL`) and `RAG_EMBEDDING_BATCH_SIZE`.
-    static func configured(_ environment: Environment, client: HTTPClient) -> Embedder? {
+    static func configured(_ environment: Environment, client: HTTPClient, logger: Logger) -> Embedder? {
         guard let engine = Engine(rawValue: environment.string("RAG_EMBEDDING_ENGINE", default: "").lowercased()) else {
             return nil
         }
@@ -33,10 +35,11 @@ struct Embedder: Sendable {
                 "RAG_EMBEDDING_MODEL", default: engine == .openai ? "text-embedding-3-small" : "nomic-embed-text"),
             baseURL: base.hasSuffix("/") ? String(base.dropLast()) : base,
             apiKey: environment.string("RAG_OPENAI_API_KEY", default: environment.string("OPENAI_API_KEY", default: "")),
-            batchSize: max(1, Int(environment.string("RAG_EMBEDDING_BATCH_SIZE", default: "1")) ?? 1), client: client)
+            batchSize: max(1, environment.int("RAG_EMBEDDING_BATCH_SIZE", default: 1)), client: client, logger: logger)
     }
 
-    static let failed = APIError(.badRequest, "The embedding engine could not embed the text.")
+    /// The engine could not be reached or gave no usable answer: the request cannot be served now.
+    static let failed = APIError(.serviceUnavailable, "The embedding engine could not embed the text.")
 
     /// One vector per text, in order.
     func embed(_ texts: [String]) async throws -> [[Double]] {
@@ -58,14 +61,21 @@ struct Embedder: Sendable {
         if engine == .openai, !apiKey.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
         let body = OrderedJSON.object([("input", .array(texts.map(JSONValue.string))), ("model", .string(model))])
         request.body = .bytes(ByteBuffer(string: body))
-        let response: HTTPClientResponse
+        let status: HTTPResponseStatus
+        let data: ByteBuffer
         do {
-            response = try await client.execute(request, timeout: .seconds(30))
+            let response = try await client.execute(request, timeout: .seconds(30))
+            status = response.status
+            data = try await response.body.collect(upTo: 64 << 20)
         } catch {
+            logger.warning("embedding request failed", metadata: ["url": "\(url)", "error": "\(error)"])
             throw Self.failed
         }
-        let data = try await response.body.collect(upTo: 64 << 20)
-        guard response.status == .ok, let json = JSONValue.parse(String(buffer: data)) else { throw Self.failed }
+        guard status == .ok, let json = JSONValue.parse(String(buffer: data)) else {
+            logger.warning(
+                "embedding engine refused", metadata: ["url": "\(url)", "status": "\(status.code)", "body": "\(String(buffer: data).prefix(200))"])
+            throw Self.failed
+        }
         let vectors: [JSONValue]
         switch engine {
         case .openai:
@@ -87,18 +97,5 @@ struct Embedder: Sendable {
         }
         guard result.count == texts.count, result.allSatisfy({ !$0.isEmpty }) else { throw Self.failed }
         return result
-    }
-
-    /// Cosine similarity as the original reports it for memories: `(1 + cos) / 2`, in 0...1, higher is closer.
-    static func score(_ a: [Double], _ b: [Double]) -> Double {
-        guard a.count == b.count, !a.isEmpty else { return 0 }
-        var (dot, na, nb) = (0.0, 0.0, 0.0)
-        for index in a.indices {
-            dot += a[index] * b[index]
-            na += a[index] * a[index]
-            nb += b[index] * b[index]
-        }
-        guard na > 0, nb > 0 else { return 0.5 }
-        return (1 + dot / (na.squareRoot() * nb.squareRoot())) / 2
     }
 }

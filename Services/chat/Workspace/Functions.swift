@@ -9,11 +9,11 @@ import Shared
 
 struct FunctionsController {
     let store: PluginStore
-    let auth: AuthLookup
     var history: ChatHistory { store.history }
     var logger: Logger { store.logger }
     static let kind = "function"
-    static let missing = APIError(.unauthorized, ErrorText.notFound)
+    static let derived = ["manifest", "has_user_valves", "toggle"]
+    static let historyMissing = APIError(.notFound, "Not found")
 
     var routes: RouteCollection<ServiceRequestContext> {
         let routes = RouteCollection(context: ServiceRequestContext.self)
@@ -59,53 +59,42 @@ struct FunctionsController {
 
     /// `FunctionMeta` as the original stores it: description, the frontmatter `manifest`, then `toggle` (a filter
     /// that sets `self.toggle = True`) and the form's other keys.
-    static func meta(_ form: [String: JSONValue], content: String, type: String) -> String {
-        let toggle = type == "filter" && content.contains("self.toggle = True")
-        return PluginSource.ordered(
+    static func meta(_ form: [String: JSONValue], content: String, type: String) -> (value: JSONValue, text: String) {
+        PluginSource.meta(
             [
-                ("description", form["description"] ?? .null),
-                ("manifest", .object(Dictionary(PluginSource.frontmatter(content), uniquingKeysWith: { $1 }))),
-                ("toggle", .bool(toggle)),
+                ("description", form["description"] ?? .null), ("manifest", PluginSource.frontmatter(content)),
+                ("toggle", .bool(type == "filter" && content.contains("self.toggle = True"))),
             ], extras: form)
     }
 
-    static func snapshot(name: String, content: String?, meta: JSONValue?) -> String {
-        var meta = meta?.objectValue ?? [:]
-        if meta["description"] == nil { meta["description"] = .null }
-        if meta["i18n"].map({ $0 == .null || $0 == .object([:]) }) ?? false { meta["i18n"] = nil }
-        for key in ["manifest", "has_user_valves", "toggle"] { meta[key] = nil }
-        return OrderedJSON.object([("name", .string(name)), ("content", .string(content ?? "")), ("meta", .object(meta))])
+    /// The function's type, or `error` when the source declares none of the classes.
+    static func type(of content: String, or error: APIError) throws -> String {
+        guard let type = PluginSource.functionType(content) else { throw error }
+        return type
     }
 
-    func one(_ id: String, json: String = modelJSON()) async throws -> String {
-        try await history.postgres.withConnection { connection in
-            do {
-                return try await store.json(Self.kind, id, json, on: connection)
-            } catch let error as APIError where error.status == .notFound {
-                throw Self.missing
-            }
-        }
+    /// The function as `FunctionModel` text (401 with the not-found text when unknown, as the original).
+    func one(_ id: String, on connection: PostgresConnection) async throws -> String {
+        try await store.json(Self.kind, id, Self.modelJSON(), missing: .notFoundUnauthorized, on: connection)
     }
 
     // MARK: Lists
 
-    func rows(_ json: String, ordered: Bool) -> SQLBuilder {
-        SQLBuilder(
-            "SELECT coalesce(json_agg(j ORDER BY " + (ordered ? "u DESC, s DESC" : "s") + "), '[]')::text FROM (SELECT "
-                + json + " AS j, t.updated_at AS u, t.seq AS s FROM chat.plugins t WHERE t.kind = 'function') x")
-    }
-
-    func text(_ sql: SQLBuilder) async throws -> Response {
-        for try await json in try await history.postgres.query(sql.query, logger: logger).decode(String.self) {
-            return JSONResponse.text(json)
-        }
+    /// Every function (`json` of each), oldest first.
+    func all(_ json: String) async throws -> Response {
+        let rows = try await history.postgres.query(
+            """
+            SELECT coalesce(json_agg(\(unescaped: json) ORDER BY t.seq), '[]')::text FROM chat.plugins t
+            WHERE t.kind = 'function'
+            """, logger: logger)
+        for try await json in rows.decode(String.self) { return JSONResponse.text(json) }
         return JSONResponse.text("[]")
     }
 
     /// Every function without its code, for any signed-in user (the chat page reads the actions and filters).
     @Sendable func list(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         _ = try context.requireVerified()
-        return try await text(rows(Self.responseJSON, ordered: false))
+        return try await all(Self.responseJSON)
     }
 
     @Sendable func adminList(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -113,14 +102,13 @@ struct FunctionsController {
         let sql = SQLBuilder(
             "SELECT " + Self.responseJSON
                 + "::text, t.user_id FROM chat.plugins t WHERE t.kind = 'function' ORDER BY t.updated_at DESC, t.seq DESC")
-        return JSONResponse.text(
-            try await store.list(sql, caller: user, auth: auth) { [("user", $0 ?? "null")] })
+        return JSONResponse.text(try await store.list(sql, caller: user) { [("user", $0?.jsonText ?? "null")] })
     }
 
     @Sendable func export(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         _ = try context.requireAdmin()
         let valves = try JSONBody.queryBool(request.queryValue("include_valves"), name: "include_valves", default: false)
-        return try await text(rows(Self.modelJSON(valves: valves), ordered: false))
+        return try await all(Self.modelJSON(valves: valves))
     }
 
     @Sendable func needsCode(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -132,25 +120,30 @@ struct FunctionsController {
 
     @Sendable func create(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireAdmin()
-        let form = try JSONBody.decode(PluginForm.self, from: try await history.body(request))
-        guard PluginSource.isIdentifier(form.id) else { throw ToolsController.idRule }
+        let form = try await JSONBody.decode(PluginForm.self, from: request)
+        guard PluginSource.isIdentifier(form.id) else { throw PluginStore.idRule }
         let id = form.id.lowercased()
         let content = PluginSource.replacingImports(form.content)
+        let type = try Self.type(of: content, or: APIError(.badRequest, "[ERROR: Error creating function]"))
+        let meta = Self.meta(form.meta, content: content, type: type)
         let now = Int(Date().timeIntervalSince1970)
         let json = try await history.transaction { connection -> String in
-            guard try await !store.exists(Self.kind, id, on: connection) else { throw ToolsController.idTaken }
-            guard let type = PluginSource.functionType(content) else {
-                throw APIError(.badRequest, "[ERROR: Error creating function]")
-            }
-            let meta = Self.meta(form.meta, content: content, type: type)
-            try await connection.query(
+            var insert = SQLBuilder(
                 """
-                INSERT INTO chat.plugins (kind, id, user_id, name, type, content, meta, is_active, is_global, created_at, updated_at)
-                VALUES ('function', \(id), \(user.userID), \(form.name), \(type), \(content), \(meta)::json, false, false,
-                    \(now), \(now))
-                """, logger: logger)
+                INSERT INTO chat.plugins (kind, id, user_id, name, type, content, meta, is_active, is_global, created_at,
+                    updated_at) VALUES ('function',
+                """)
+            for value in [id, user.userID, form.name, type, content] {
+                insert.bind(value)
+                insert.append(", ")
+            }
+            insert.bind(meta.text)
+            insert.append("::json, false, false, \(now), \(now))")
+            try await store.insert(insert, on: connection)
             try await store.addVersion(
-                Self.kind, id, snapshot: Self.snapshot(name: form.name, content: content, meta: JSONValue.parse(meta)),
+                Self.kind, id,
+                snapshot: PluginStore.snapshotText(
+                    PluginStore.snapshot(name: form.name, content: content, meta: meta.value, dropping: Self.derived)),
                 parent: nil, user: user.userID, message: form.commitMessage, now: now, on: connection)
             return try await store.json(Self.kind, id, Self.responseJSON, on: connection)
         }
@@ -159,18 +152,23 @@ struct FunctionsController {
 
     @Sendable func get(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         _ = try context.requireAdmin()
-        return JSONResponse.text(try await one(try context.parameters.require("id")))
+        let id = try context.parameters.require("id")
+        return JSONResponse.text(try await history.postgres.withConnection { try await one(id, on: $0) })
     }
 
     func flip(_ column: String, _ context: ServiceRequestContext) async throws -> Response {
         _ = try context.requireAdmin()
         let id = try context.parameters.require("id")
-        try await history.postgres.query(
-            """
-            UPDATE chat.plugins SET \(unescaped: column) = NOT \(unescaped: column), updated_at = \(Int(Date().timeIntervalSince1970))
-            WHERE kind = 'function' AND id = \(id)
-            """, logger: logger)
-        return JSONResponse.text(try await one(id))
+        let json = try await history.postgres.withConnection { connection in
+            try await connection.query(
+                """
+                UPDATE chat.plugins SET \(unescaped: column) = NOT \(unescaped: column),
+                    updated_at = \(Int(Date().timeIntervalSince1970))
+                WHERE kind = 'function' AND id = \(id)
+                """, logger: logger)
+            return try await one(id, on: connection)
+        }
+        return JSONResponse.text(json)
     }
 
     @Sendable func toggle(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -184,48 +182,26 @@ struct FunctionsController {
     @Sendable func update(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireAdmin()
         let id = try context.parameters.require("id")
-        let form = try JSONBody.decode(PluginForm.self, from: try await history.body(request))
+        let form = try await JSONBody.decode(PluginForm.self, from: request)
         let content = PluginSource.replacingImports(form.content)
-        guard let type = PluginSource.functionType(content) else {
-            throw APIError(.badRequest, "No Function class found in the module")
-        }
-        try await history.transaction { connection in
-            guard let row = try await store.row(Self.kind, id, on: connection, lock: true) else {
+        let type = try Self.type(of: content, or: APIError(.badRequest, "No Function class found in the module"))
+        let meta = Self.meta(form.meta, content: content, type: type)
+        let json = try await history.transaction { connection -> String in
+            guard let row = try await store.row(Self.kind, id, full: true, lock: true, on: connection) else {
                 throw APIError(.badRequest, "Function not found")
             }
-            try await save(
-                id, name: form.name, content: content, type: type, meta: Self.meta(form.meta, content: content, type: type),
-                row: row, user: user, message: form.commitMessage, on: connection)
+            try await store.save(
+                Self.kind, id, name: form.name, content: content, meta: meta.value, metaText: meta.text, type: type,
+                row: row, derived: Self.derived, user: user, message: form.commitMessage, on: connection)
+            return try await one(id, on: connection)
         }
-        return JSONResponse.text(try await one(id))
-    }
-
-    func save(
-        _ id: String, name: String, content: String, type: String, meta: String, row: PluginStore.Row, user: Identity,
-        message: String?, versionID: String? = nil, on connection: PostgresConnection
-    ) async throws {
-        let now = Int(Date().timeIntervalSince1970)
-        try await connection.query(
-            """
-            UPDATE chat.plugins SET name = \(name), content = \(content), type = \(type), meta = \(meta)::json,
-                updated_at = \(now), version_id = coalesce(\(versionID), version_id)
-            WHERE kind = 'function' AND id = \(id)
-            """, logger: logger)
-        guard versionID == nil else { return }
-        let after = Self.snapshot(name: name, content: content, meta: JSONValue.parse(meta))
-        if JSONValue.parse(Self.snapshot(name: row.name, content: row.content, meta: row.meta)) != JSONValue.parse(after)
-            || row.versionID == nil
-        {
-            try await store.addVersion(
-                Self.kind, id, snapshot: after, parent: row.versionID, user: user.userID, message: message, now: now,
-                on: connection)
-        }
+        return JSONResponse.text(json)
     }
 
     @Sendable func delete(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         _ = try context.requireAdmin()
         let id = try context.parameters.require("id")
-        try await history.transaction { try await store.deleteRows(Self.kind, ids: [id], on: $0) }
+        try await history.transaction { try await store.delete(Self.kind, id, on: $0) }
         return JSONResponse.text("true")
     }
 
@@ -233,7 +209,7 @@ struct FunctionsController {
 
     func existing(_ id: String) async throws -> PluginStore.Row {
         guard let row = try await history.postgres.withConnection({ try await store.row(Self.kind, id, on: $0) }) else {
-            throw Self.missing
+            throw APIError.notFoundUnauthorized
         }
         return row
     }
@@ -241,8 +217,7 @@ struct FunctionsController {
     @Sendable func valves(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         _ = try context.requireAdmin()
         let id = try context.parameters.require("id")
-        _ = try await existing(id)
-        return JSONResponse.text(try await store.valves(Self.kind, id))
+        return JSONResponse.text(try await store.valves(Self.kind, id, missing: .notFoundUnauthorized))
     }
 
     @Sendable func valvesSpec(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -254,9 +229,8 @@ struct FunctionsController {
     @Sendable func updateValves(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         _ = try context.requireAdmin()
         let id = try context.parameters.require("id")
-        let body = try PluginStore.valvesBody(try await history.body(request))
-        _ = try await existing(id)
-        return JSONResponse.text(try await store.setValves(Self.kind, id, body))
+        let body = try await PluginStore.valvesBody(request)
+        return JSONResponse.text(try await store.setValves(Self.kind, id, body, missing: .notFoundUnauthorized))
     }
 
     @Sendable func userValves(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -276,44 +250,48 @@ struct FunctionsController {
     @Sendable func updateUserValves(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let body = try PluginStore.valvesBody(try await history.body(request))
+        let body = try await PluginStore.valvesBody(request)
         guard try await existing(id).isActive else { throw APIError(.badRequest, "Function is not active") }
-        return JSONResponse.text(try await store.setUserValves(Self.kind, id, user: user.userID, body))
+        return JSONResponse.text(
+            try await store.setUserValves(Self.kind, id, user: user.userID, body, missing: .notFoundUnauthorized))
     }
 
     // MARK: History (admins)
 
-    func historyRow(_ id: String) async throws -> PluginStore.Row {
-        guard let row = try await history.postgres.withConnection({ try await store.row(Self.kind, id, on: $0) }) else {
-            throw APIError(.notFound, "Not found")
+    func historyRow(_ id: String, full: Bool = false, on connection: PostgresConnection) async throws -> PluginStore.Row {
+        guard let row = try await store.row(Self.kind, id, full: full, lock: true, on: connection) else {
+            throw Self.historyMissing
         }
         return row
+    }
+
+    func exists(_ id: String) async throws {
+        let row = try await history.postgres.withConnection { try await store.row(Self.kind, id, on: $0) }
+        guard row != nil else { throw Self.historyMissing }
     }
 
     @Sendable func historyList(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireAdmin()
         let id = try context.parameters.require("id")
         let page = try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1
-        _ = try await historyRow(id)
-        return JSONResponse.text(try await store.historyPage(Self.kind, id, page: page, caller: user, auth: auth))
+        try await exists(id)
+        return JSONResponse.text(try await store.historyPage(Self.kind, id, page: page, caller: user))
     }
 
     @Sendable func historyEntry(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireAdmin()
         let id = try context.parameters.require("id")
-        _ = try await historyRow(id)
+        try await exists(id)
         return JSONResponse.text(
-            try await store.entry(Self.kind, id, try context.parameters.require("entry"), caller: user, auth: auth).json)
+            try await store.entryWithAuthor(Self.kind, id, try context.parameters.require("entry"), caller: user))
     }
 
     @Sendable func diff(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        let user = try context.requireAdmin()
+        _ = try context.requireAdmin()
         let id = try context.parameters.require("id")
-        let (from, to) = try diffQuery(request)
-        _ = try await historyRow(id)
-        let before = try await store.entry(Self.kind, id, from, caller: user, auth: auth).snapshot
-        let after = try await store.entry(Self.kind, id, to, caller: user, auth: auth).snapshot
-        return JSONResponse.text(PluginStore.diff(from: from, to: to, before, after))
+        let ids = try requiredQuery(request, "from_id", "to_id")
+        try await exists(id)
+        return JSONResponse.text(try await store.diff(Self.kind, id, from: ids[0], to: ids[1]))
     }
 
     @Sendable func deleteHistoryEntry(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -321,9 +299,7 @@ struct FunctionsController {
         let id = try context.parameters.require("id")
         let entry = try context.parameters.require("entry")
         try await history.transaction { connection in
-            guard let row = try await store.row(Self.kind, id, on: connection, lock: true) else {
-                throw APIError(.notFound, "Not found")
-            }
+            let row = try await historyRow(id, on: connection)
             try await store.deleteEntry(Self.kind, id, entry, current: row.versionID, on: connection)
         }
         return JSONResponse.text("true")
@@ -332,22 +308,19 @@ struct FunctionsController {
     @Sendable func setVersion(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireAdmin()
         let id = try context.parameters.require("id")
-        let form = try JSONBody.decode(VersionForm.self, from: try await history.body(request))
-        _ = try await historyRow(id)
-        let snapshot = try await store.entry(Self.kind, id, form.versionID, caller: user, auth: auth).snapshot
-        let content = snapshot["content"]?.stringValue ?? ""
-        guard let type = PluginSource.functionType(content) else {
-            throw APIError(.badRequest, "No Function class found in the module")
+        let form = try await JSONBody.decode(VersionForm.self, from: request)
+        let json = try await history.transaction { connection -> String in
+            let row = try await historyRow(id, full: true, on: connection)
+            let snapshot = JSONValue.parse(try await store.entry(Self.kind, id, form.versionID, on: connection).snapshot)
+            let content = snapshot?["content"]?.stringValue ?? ""
+            let type = try Self.type(of: content, or: APIError(.badRequest, "No Function class found in the module"))
+            let meta = Self.meta(snapshot?["meta"]?.objectValue ?? [:], content: content, type: type)
+            try await store.save(
+                Self.kind, id, name: snapshot?["name"]?.stringValue ?? row.name, content: content, meta: meta.value,
+                metaText: meta.text, type: type, row: row, derived: Self.derived, user: user, message: nil,
+                versionID: form.versionID, on: connection)
+            return try await one(id, on: connection)
         }
-        try await history.transaction { connection in
-            guard let row = try await store.row(Self.kind, id, on: connection, lock: true) else {
-                throw APIError(.badRequest, "Function not found")
-            }
-            try await save(
-                id, name: snapshot["name"]?.stringValue ?? row.name, content: content, type: type,
-                meta: Self.meta(snapshot["meta"]?.objectValue ?? [:], content: content, type: type), row: row, user: user,
-                message: nil, versionID: form.versionID, on: connection)
-        }
-        return JSONResponse.text(try await one(id))
+        return JSONResponse.text(json)
     }
 }

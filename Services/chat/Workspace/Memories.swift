@@ -40,9 +40,7 @@ struct MemoriesController {
     /// `check_memories_permission`: memories switched on (404 otherwise), and `features.memories` for users.
     func caller(_ context: ServiceRequestContext) async throws -> Identity {
         let user = try context.requireVerified()
-        let policy = try await policies.policy(user.userID)
-        guard policy.features["memories"] ?? true else { throw APIError.notFound }
-        guard user.isAdmin || policy.allows("features.memories") else { throw APIError(.forbidden, ErrorText.accessProhibited) }
+        try await policies.require("memories", of: user, disabled: .notFound, denied: .forbidden)
         return user
     }
 
@@ -65,41 +63,32 @@ struct MemoriesController {
         return segments.joined(separator: "/")
     }
 
-    static func type(_ raw: String?) -> String { raw == "user" ? "user" : "context" }
-
     /// The text embedded for a memory: its path, a newline, its content.
     static func embeddedText(path: String?, content: String) -> String {
         path.map { $0 + "\n" + content } ?? content
     }
 
-    func embedding(path: String?, content: String) async throws -> [Double]? {
-        guard let embedder else { return nil }
-        return try await embedder.embed([Self.embeddedText(path: path, content: content)]).first
+    /// Embeddings of memories (`(path, content)` each), in one call to the engine; nils without one.
+    func embeddings(_ memories: [(path: String?, content: String)]) async throws -> [[Double]?] {
+        guard let embedder, !memories.isEmpty else { return memories.map { _ in nil } }
+        return try await embedder.embed(memories.map { Self.embeddedText(path: $0.path, content: $0.content) })
     }
 
     // MARK: Routes
 
     @Sendable func list(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try await caller(context)
-        return JSONResponse.text(try await memories(of: user.userID))
-    }
-
-    func memories(of userID: String, meta: Bool = true) async throws -> String {
         let rows = try await history.postgres.query(
             """
             SELECT coalesce(json_agg(m.j ORDER BY m.seq), '[]')::text FROM
-                (SELECT \(unescaped: Self.memoryJSON(meta: meta))::json AS j, m.seq FROM chat.memories m
-                 WHERE m.user_id = \(userID)) m
+                (SELECT \(unescaped: Self.memoryJSON())::json AS j, m.seq FROM chat.memories m WHERE m.user_id = \(user.userID)) m
             """, logger: logger)
-        for try await json in rows.decode(String.self) { return json }
-        return "[]"
+        for try await json in rows.decode(String.self) { return JSONResponse.text(json) }
+        return JSONResponse.text("[]")
     }
 
-    func one(_ id: String, meta: Bool = true, on connection: PostgresConnection) async throws -> String {
-        let rows = try await connection.query(
-            "SELECT \(unescaped: Self.memoryJSON(meta: meta)) FROM chat.memories m WHERE m.id = \(id)", logger: logger)
-        for try await json in rows.decode(String.self) { return json }
-        throw APIError.notFound
+    enum MemoryType: String, Decodable {
+        case user, context
     }
 
     struct AddForm: Decodable {
@@ -108,28 +97,22 @@ struct MemoriesController {
         var path: String?
     }
 
-    enum MemoryType: String, Decodable {
-        case user, context
-    }
-
     @Sendable func add(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try await caller(context)
-        let form = try JSONBody.decode(AddForm.self, from: try await history.body(request))
+        let form = try await JSONBody.decode(AddForm.self, from: request)
         let content = try Self.content(form.content)
         let path = try Self.path(form.path)
-        let vector = try await embedding(path: path, content: content)
-        let id = UUID().uuidString.lowercased()
+        let vector = try await embeddings([(path, content)])[0]
         let now = Int(Date().timeIntervalSince1970)
-        let json = try await history.postgres.withConnection { connection -> String in
-            try await connection.query(
-                """
-                INSERT INTO chat.memories (id, user_id, type, path, content, meta, embedding, created_at, updated_at)
-                VALUES (\(id), \(user.userID), \((form.type ?? .context).rawValue), \(path), \(content),
-                    '{"created_by":"manual"}', \(vector), \(now), \(now))
-                """, logger: logger)
-            return try await one(id, on: connection)
-        }
-        return JSONResponse.text(json)
+        let rows = try await history.postgres.query(
+            """
+            INSERT INTO chat.memories AS m (id, user_id, type, path, content, meta, embedding, created_at, updated_at)
+            VALUES (\(UUID().uuidString.lowercased()), \(user.userID), \((form.type ?? .context).rawValue), \(path),
+                \(content), '{"created_by":"manual"}', \(vector), \(now), \(now))
+            RETURNING \(unescaped: Self.memoryJSON())
+            """, logger: logger)
+        for try await json in rows.decode(String.self) { return JSONResponse.text(json) }
+        throw ChatHistory.failed
     }
 
     struct UpdateForm: Decodable {
@@ -138,36 +121,41 @@ struct MemoriesController {
         var path: String?
     }
 
+    /// Changes a memory of the caller's. Its new embedding is made outside any transaction, and the write only
+    /// lands if the memory's text is still the one embedded (otherwise it is tried again).
     @Sendable func update(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try await caller(context)
         let id = try context.parameters.require("id")
-        let form = try JSONBody.decode(UpdateForm.self, from: try await history.body(request))
+        let form = try await JSONBody.decode(UpdateForm.self, from: request)
         let content = try form.content.map(Self.content)
         let path = try Self.path(form.path)
         guard content != nil || form.type != nil || form.path != nil else {
             throw APIError(.badRequest, "No memory update provided")
         }
-        let json = try await history.transaction { connection -> String in
-            let rows = try await connection.query(
-                "SELECT content, path FROM chat.memories WHERE id = \(id) AND user_id = \(user.userID) FOR UPDATE",
-                logger: logger)
-            var current: (String, String?)?
+        for _ in 0..<3 {
+            let rows = try await history.postgres.query(
+                "SELECT content, path FROM chat.memories WHERE id = \(id) AND user_id = \(user.userID)", logger: logger)
+            var current: (content: String, path: String?)?
             for try await row in rows.decode((String, String?).self) { current = row }
             guard let current else { throw APIError.notFound }
-            let newContent = content ?? current.0
-            let newPath = form.path != nil ? path : current.1
-            let vector = content != nil || form.path != nil ? try await embedding(path: newPath, content: newContent) : nil
-            try await connection.query(
+            let newContent = content ?? current.content
+            let newPath = form.path != nil ? path : current.path
+            let reembed = content != nil || form.path != nil
+            let vector = reembed ? try await embeddings([(newPath, newContent)])[0] : nil
+            let updated = try await history.postgres.query(
                 """
-                UPDATE chat.memories SET content = \(newContent), path = \(newPath),
+                UPDATE chat.memories m SET content = \(newContent), path = \(newPath),
                     type = coalesce(\(form.type?.rawValue), type),
                     meta = (coalesce(meta::jsonb, '{}'::jsonb) || '{"created_by":"manual"}'::jsonb)::json,
-                    embedding = coalesce(\(vector), embedding), updated_at = \(Int(Date().timeIntervalSince1970))
-                WHERE id = \(id)
+                    embedding = CASE WHEN \(reembed) THEN \(vector) ELSE embedding END,
+                    updated_at = \(Int(Date().timeIntervalSince1970))
+                WHERE id = \(id) AND user_id = \(user.userID) AND content = \(current.content)
+                    AND path IS NOT DISTINCT FROM \(current.path)
+                RETURNING \(unescaped: Self.memoryJSON())
                 """, logger: logger)
-            return try await one(id, on: connection)
+            for try await json in updated.decode(String.self) { return JSONResponse.text(json) }
         }
-        return JSONResponse.text(json)
+        throw ChatHistory.failed
     }
 
     @Sendable func delete(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -186,44 +174,48 @@ struct MemoriesController {
         return JSONResponse.text("true")
     }
 
-    /// Embeds again every memory of the given users (all users when nil); returns how many.
-    func reembed(userID: String?) async throws -> Int {
-        guard embedder != nil else { return try await count(userID) }
-        let rows = try await history.postgres.query(
-            "SELECT id, path, content FROM chat.memories WHERE \(userID)::text IS NULL OR user_id = \(userID)", logger: logger)
-        var items: [(String, String?, String)] = []
-        for try await row in rows.decode((String, String?, String).self) { items.append(row) }
-        for item in items {
-            let vector = try await embedding(path: item.1, content: item.2)
-            try await history.postgres.query(
-                "UPDATE chat.memories SET embedding = \(vector) WHERE id = \(item.0)", logger: logger)
+    /// Embeds again the memories of one user (all users when nil), a batch at a time; a memory changed meanwhile
+    /// keeps the embedding its change gave it.
+    func reembed(userID: String?) async throws {
+        guard embedder != nil else { return }
+        var after = ""
+        while true {
+            let rows = try await history.postgres.query(
+                """
+                SELECT id, path, content FROM chat.memories
+                WHERE (\(userID)::text IS NULL OR user_id = \(userID)) AND id > \(after) ORDER BY id LIMIT 100
+                """, logger: logger)
+            var batch: [(id: String, path: String?, content: String)] = []
+            for try await row in rows.decode((String, String?, String).self) { batch.append(row) }
+            guard let last = batch.last else { return }
+            let vectors = try await embeddings(batch.map { ($0.path, $0.content) })
+            for (memory, vector) in zip(batch, vectors) {
+                try await history.postgres.query(
+                    """
+                    UPDATE chat.memories SET embedding = \(vector) WHERE id = \(memory.id) AND content = \(memory.content)
+                        AND path IS NOT DISTINCT FROM \(memory.path)
+                    """, logger: logger)
+            }
+            after = last.id
         }
-        return items.count
-    }
-
-    func count(_ userID: String?) async throws -> Int {
-        let rows = try await history.postgres.query(
-            "SELECT count(*)::bigint FROM chat.memories WHERE \(userID)::text IS NULL OR user_id = \(userID)", logger: logger)
-        for try await count in rows.decode(Int.self) { return count }
-        return 0
     }
 
     /// Re-indexes the caller's memories (deletes nothing, as the original's reset).
     @Sendable func reset(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try await caller(context)
-        _ = try await reembed(userID: user.userID)
+        try await reembed(userID: user.userID)
         return JSONResponse.text("true")
     }
 
     @Sendable func reindex(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         _ = try context.requireAdmin()
-        let total = try await reembed(userID: nil)
-        let users = try await history.postgres.query(
-            "SELECT count(DISTINCT user_id)::bigint FROM chat.memories", logger: logger)
-        var userCount = 0
-        for try await count in users.decode(Int.self) { userCount = count }
+        try await reembed(userID: nil)
+        let rows = try await history.postgres.query(
+            "SELECT count(DISTINCT user_id)::bigint, count(*)::bigint FROM chat.memories", logger: logger)
+        var (users, memories) = (0, 0)
+        for try await row in rows.decode((Int, Int).self) { (users, memories) = row }
         return JSONResponse.text(
-            OrderedJSON.object([("status", .bool(true)), ("total_users", .int(userCount)), ("total_memories", .int(total))]))
+            OrderedJSON.object([("status", .bool(true)), ("total_users", .int(users)), ("total_memories", .int(memories))]))
     }
 
     struct QueryForm: Decodable {
@@ -239,58 +231,66 @@ struct MemoriesController {
         }
     }
 
-    /// The closest memories in the original's search-result shape (`{ids, documents, metadatas, distances}`, one
-    /// inner list each, scores 0...1 with higher closer).
-    @Sendable func query(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        let user = try await caller(context)
-        let form = try JSONBody.decode(QueryForm.self, from: try await history.body(request))
-        guard let k = form.k else { return JSONResponse.text("null") }
-        guard try await count(user.userID) > 0 else { throw APIError(.notFound, "No memories found for user") }
-        var ranked: [(id: String, text: String, meta: String, score: Double)] = []
-        if let embedder {
-            let target = try await embedder.embed([form.content]).first ?? []
-            let rows = try await history.postgres.query(
-                """
-                SELECT id, path, content, embedding, \(unescaped: Self.metadataJSON) FROM chat.memories
-                WHERE user_id = \(user.userID)
-                """, logger: logger)
-            for try await (id, path, content, vector, meta) in rows.decode((String, String?, String, [Double]?, String).self) {
-                let score = vector.map { Embedder.score(target, $0) } ?? 0
-                ranked.append((id, Self.embeddedText(path: path, content: content), meta, score))
-            }
-        } else {
-            let words = form.content.lowercased().split { !$0.isLetter && !$0.isNumber }.map { "'\($0)':*" }
-            let tsquery = words.isEmpty ? "" : words.joined(separator: " | ")
-            let rows = try await history.postgres.query(
-                """
-                SELECT id, path, content, CASE WHEN \(tsquery) = '' THEN 0::float8 ELSE
-                    ts_rank(to_tsvector('simple', coalesce(path, '') || ' ' || content), to_tsquery('simple', \(tsquery)))::float8 END,
-                    \(unescaped: Self.metadataJSON)
-                FROM chat.memories WHERE user_id = \(user.userID)
-                """, logger: logger)
-            for try await (id, path, content, rank, meta) in rows.decode((String, String?, String, Double, String).self) {
-                // ts_rank grows without bound in principle; fold it into 0...1 like the vector scores.
-                ranked.append((id, Self.embeddedText(path: path, content: content), meta, rank / (rank + 0.1)))
-            }
-        }
-        ranked.sort { ($0.score, $1.id) > ($1.score, $0.id) }
-        var top = Array(ranked.prefix(max(0, k)))
-        if threshold > 0 { top.removeAll { $0.score < threshold } }
-        let body = OrderedJSON.appending(
-            "{}",
-            raw: [
-                ("ids", "[" + JSONValue.array(top.map { .string($0.id) }).jsonText + "]"),
-                ("documents", "[" + JSONValue.array(top.map { .string($0.text) }).jsonText + "]"),
-                ("metadatas", "[" + OrderedJSON.array(top.map(\.meta)) + "]"),
-                ("distances", "[" + JSONValue.array(top.map { .double($0.score) }).jsonText + "]"),
-            ])
-        return JSONResponse.text(body)
-    }
-
     /// The vector store's metadata of a memory: times, type and path (left out when empty).
     static let metadataJSON = """
         json_strip_nulls(json_build_object('created_at', created_at, 'updated_at', updated_at, 'type', type, 'path', path))::text
         """
+
+    /// The `k` closest memories in the original's search-result shape (`{ids, documents, metadatas, distances}`,
+    /// one inner list each, scores 0...1 with higher closer). Postgres scores and picks them.
+    @Sendable func query(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try await caller(context)
+        let form = try await JSONBody.decode(QueryForm.self, from: request)
+        guard let k = form.k else { return JSONResponse.text("null") }
+        let any = try await history.postgres.query(
+            "SELECT EXISTS (SELECT 1 FROM chat.memories WHERE user_id = \(user.userID))", logger: logger)
+        for try await exists in any.decode(Bool.self) where !exists {
+            throw APIError(.notFound, "No memories found for user")
+        }
+        let text = form.content.trimmingCharacters(in: .whitespacesAndNewlines)
+        var sql = SQLBuilder("SELECT id, path, content, " + Self.metadataJSON + ", ")
+        if let embedder, !text.isEmpty {
+            // Cosine similarity as the original reports it: (1 + cos) / 2.
+            let target = sql.placeholder(for: try await embedder.embed([text]).first ?? [])
+            sql.append(
+                """
+                CASE WHEN embedding IS NULL THEN 0 ELSE (1 + coalesce((SELECT sum(a * b) / nullif(sqrt(sum(a * a)) * sqrt(sum(b * b)), 0)
+                    FROM unnest(embedding, \(target)::float8[]) AS x(a, b)), 0)) / 2 END
+                """)
+        } else {
+            // Full-text rank of any of the words (as prefixes), folded into 0...1 like the vector scores.
+            let words = text.lowercased().split { !$0.isLetter && !$0.isNumber }.prefix(64).map { "'\($0)':*" }
+            if words.isEmpty {
+                sql.append("0::float8")
+            } else {
+                let query = sql.placeholder(for: words.joined(separator: " | "))
+                sql.append(
+                    """
+                    (SELECT r / (r + 0.1) FROM (SELECT ts_rank(to_tsvector('simple', coalesce(path, '') || ' ' || content),
+                        to_tsquery('simple', \(query)))::float8 AS r) x)
+                    """)
+            }
+        }
+        sql.append(" AS score FROM chat.memories WHERE user_id = ")
+        sql.bind(user.userID)
+        sql.append(" ORDER BY score DESC, id LIMIT \(max(0, k))")
+        var ids: [JSONValue] = [], documents: [JSONValue] = [], metadatas: [String] = [], scores: [JSONValue] = []
+        for try await (id, path, content, meta, score) in try await history.postgres.query(sql.query, logger: logger)
+            .decode((String, String?, String, String, Double).self) where score >= threshold
+        {
+            ids.append(.string(id))
+            documents.append(.string(Self.embeddedText(path: path, content: content)))
+            metadatas.append(meta)
+            scores.append(.double(score))
+        }
+        return JSONResponse.text(
+            OrderedJSON.appending(
+                OrderedJSON.object([("ids", .array([.array(ids)])), ("documents", .array([.array(documents)]))]),
+                raw: [
+                    ("metadatas", "[" + OrderedJSON.array(metadatas) + "]"),
+                    ("distances", JSONValue.array([.array(scores)]).jsonText),
+                ]))
+    }
 
     struct SearchForm: Decodable {
         var query: String?
@@ -308,7 +308,7 @@ struct MemoriesController {
     /// Filters the caller's memories by id, type, path (the path, its parents and children) and text, newest first.
     @Sendable func search(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try await caller(context)
-        let form = try JSONBody.decode(SearchForm.self, from: try await history.body(request))
+        let form = try await JSONBody.decode(SearchForm.self, from: request)
         if let type = form.type, !["user", "context", "all"].contains(type) {
             throw APIError.validation([
                 ValidationIssue(
@@ -319,17 +319,19 @@ struct MemoriesController {
         let limit = min(100, max(1, form.limit ?? 20))
         let path = try Self.path(form.path)
         let type = form.type == "all" ? nil : form.type
-        let query = form.query.flatMap { $0.isEmpty ? nil : "%" + $0 + "%" }
+        let query = form.query.flatMap { $0.isEmpty ? nil : "%" + $0.likeEscaped + "%" }
         let rows = try await history.postgres.query(
             """
             SELECT coalesce(json_agg(m.j ORDER BY m.r, m.updated_at DESC, m.id), '[]')::text FROM (
                 SELECT \(unescaped: Self.memoryJSON())::json AS j, m.updated_at, m.id,
                     CASE WHEN \(path)::text IS NULL THEN 9 WHEN m.path = \(path) THEN 0
-                        WHEN m.path LIKE \(path) || '/%' THEN 1 WHEN \(path) LIKE m.path || '/%' THEN 2 ELSE 5 END AS r
+                        WHEN starts_with(m.path, \(path) || '/') THEN 1 WHEN starts_with(\(path), m.path || '/') THEN 2
+                        ELSE 5 END AS r
                 FROM chat.memories m WHERE m.user_id = \(user.userID)
                 AND (\(form.memoryID)::text IS NULL OR m.id = \(form.memoryID))
                 AND (\(type)::text IS NULL OR m.type = \(type))
-                AND (\(path)::text IS NULL OR m.path = \(path) OR m.path LIKE \(path) || '/%' OR \(path) LIKE m.path || '/%'
+                AND (\(path)::text IS NULL OR m.path = \(path) OR starts_with(m.path, \(path) || '/')
+                    OR starts_with(\(path), m.path || '/')
                     OR strpos(lower(coalesce(m.path, '') || E'\\n' || m.content), lower(\(path))) > 0)
                 AND (\(query)::text IS NULL OR m.content ILIKE \(query) OR m.path ILIKE \(query))
                 ORDER BY r, m.updated_at DESC, m.id LIMIT \(limit)) m
@@ -355,109 +357,135 @@ struct MemoriesController {
         enum Action: String, Decodable { case add, replace, remove, move }
     }
 
-    /// Adds, replaces, moves and removes memories in one transaction; results in operation order.
-    @Sendable func batch(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        let user = try await caller(context)
-        let form = try JSONBody.decode(BatchForm.self, from: try await history.body(request))
-        guard !form.operations.isEmpty else { throw APIError(.badRequest, "No memory operations provided") }
-        // Validate everything first, embed what will be written, then apply all or nothing.
-        var prepared: [(BatchForm.Operation, String?, String?, [Double]?)] = []
-        for operation in form.operations {
+    /// One validated operation, with the text to embed for the ones that write text.
+    enum Step {
+        case add(content: String, path: String?, type: String)
+        case replace(id: String, content: String, path: String?, type: String?)
+        case move(id: String, path: String?, type: String?)
+        case remove(id: String)
+    }
+
+    static func steps(_ operations: [BatchForm.Operation]) throws -> [Step] {
+        try operations.map { operation in
+            func id(_ action: String) throws -> String {
+                guard let id = operation.id else { throw APIError(.badRequest, "Memory id is required for \(action)") }
+                return id
+            }
             switch operation.action {
             case .add:
-                let content = try Self.content(operation.content ?? "")
-                let path = try Self.path(operation.path)
-                prepared.append((operation, content, path, try await embedding(path: path, content: content)))
+                return .add(
+                    content: try content(operation.content ?? ""), path: try path(operation.path),
+                    type: (operation.type ?? .context).rawValue)
             case .replace:
-                guard operation.id != nil else { throw APIError(.badRequest, "Memory id is required for replace") }
-                let content = try Self.content(operation.content ?? "")
-                let path = try Self.path(operation.path)
-                prepared.append((operation, content, path, try await embedding(path: path, content: content)))
+                return .replace(
+                    id: try id("replace"), content: try content(operation.content ?? ""), path: try path(operation.path),
+                    type: operation.type?.rawValue)
             case .move:
-                guard operation.id != nil else { throw APIError(.badRequest, "Memory id is required for move") }
-                prepared.append((operation, nil, try Self.path(operation.path), nil))
+                return .move(id: try id("move"), path: try path(operation.path), type: operation.type?.rawValue)
             case .remove:
-                guard operation.id != nil else { throw APIError(.badRequest, "Memory id is required for remove") }
-                prepared.append((operation, nil, nil, nil))
+                return .remove(id: try id("remove"))
             }
         }
+    }
+
+    /// Adds, replaces, moves and removes memories in one transaction; results in operation order. Everything is
+    /// validated and embedded (in one call to the engine) before the transaction starts.
+    @Sendable func batch(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try await caller(context)
+        let form = try await JSONBody.decode(BatchForm.self, from: request)
+        guard !form.operations.isEmpty else { throw APIError(.badRequest, "No memory operations provided") }
+        let steps = try Self.steps(form.operations)
+        // What each step will embed: its own text, or a moved memory's content under its new path.
+        let moved = steps.compactMap { step -> String? in if case .move(let id, _, _) = step { id } else { nil } }
+        var movedContent: [String: String] = [:]
+        if embedder != nil, !moved.isEmpty {
+            let rows = try await history.postgres.query(
+                "SELECT id, content FROM chat.memories WHERE user_id = \(user.userID) AND id = ANY(\(moved))", logger: logger)
+            for try await (id, content) in rows.decode((String, String).self) { movedContent[id] = content }
+        }
+        let texts = steps.map { step -> (path: String?, content: String)? in
+            switch step {
+            case .add(let content, let path, _), .replace(_, let content, let path, _): (path, content)
+            case .move(let id, let path, _): movedContent[id].map { (path, $0) }
+            case .remove: nil
+            }
+        }
+        var vectors = try await embeddings(texts.compactMap { $0 }).makeIterator()
+        let stepVectors = texts.map { $0 == nil ? nil : vectors.next() ?? nil }
         let meta = OrderedJSON.object([
             ("created_by", .string(form.source ?? "tool")), ("chat_id", .null), ("message_id", .null), ("model", .null),
         ])
         let now = Int(Date().timeIntervalSince1970)
         let results = try await history.transaction { connection -> [String] in
             var results: [String] = []
-            for (operation, content, path, vector) in prepared {
-                let action = JSONValue.string(operation.action.rawValue)
-                switch operation.action {
-                case .add:
-                    let type = Self.type(operation.type?.rawValue)
-                    let existing = try await connection.query(
-                        """
-                        SELECT id FROM chat.memories WHERE user_id = \(user.userID) AND content = \(content!)
-                        AND type = \(type) AND path IS NOT DISTINCT FROM \(path) LIMIT 1
-                        """, logger: logger)
-                    var duplicate: String?
-                    for try await id in existing.decode(String.self) { duplicate = id }
-                    if let duplicate {
-                        results.append(
-                            OrderedJSON.appending(
-                                OrderedJSON.object([("action", action), ("status", .string("skipped"))]),
-                                raw: [
-                                    ("memory", try await one(duplicate, meta: false, on: connection)),
-                                    ("reason", "\"duplicate\""),
-                                ]))
-                        continue
-                    }
-                    let id = UUID().uuidString.lowercased()
-                    try await connection.query(
-                        """
-                        INSERT INTO chat.memories (id, user_id, type, path, content, meta, embedding, created_at, updated_at)
-                        VALUES (\(id), \(user.userID), \(type), \(path), \(content!), \(meta)::json, \(vector), \(now), \(now))
-                        """, logger: logger)
-                    results.append(
-                        OrderedJSON.appending(
-                            OrderedJSON.object([("action", action), ("status", .string("created"))]),
-                            raw: [("memory", try await one(id, meta: false, on: connection))]))
-                case .replace, .move:
-                    let id = operation.id!
-                    let changed = try await connection.query(
-                        """
-                        UPDATE chat.memories SET content = coalesce(\(content), content), path = \(path),
-                            type = coalesce(\(operation.type?.rawValue), type),
-                            meta = (coalesce(meta::jsonb, '{}'::jsonb) || \(meta)::jsonb)::json,
-                            embedding = coalesce(\(vector), embedding), updated_at = \(now)
-                        WHERE id = \(id) AND user_id = \(user.userID) RETURNING 1
-                        """, logger: logger)
-                    var found = false
-                    for try await _ in changed { found = true }
-                    guard found else { throw APIError(.notFound, "Memory not found: \(id)") }
-                    if operation.action == .move, embedder != nil {
-                        let rows = try await connection.query(
-                            "SELECT path, content FROM chat.memories WHERE id = \(id)", logger: logger)
-                        for try await (path, content) in rows.decode((String?, String).self) {
-                            let moved = try await embedding(path: path, content: content)
-                            try await connection.query(
-                                "UPDATE chat.memories SET embedding = \(moved) WHERE id = \(id)", logger: logger)
-                        }
-                    }
-                    results.append(
-                        OrderedJSON.appending(
-                            OrderedJSON.object([("action", action), ("status", .string("updated"))]),
-                            raw: [("memory", try await one(id, meta: false, on: connection))]))
-                case .remove:
-                    let id = operation.id!
-                    let removed = try await connection.query(
-                        "DELETE FROM chat.memories WHERE id = \(id) AND user_id = \(user.userID) RETURNING 1", logger: logger)
-                    var found = false
-                    for try await _ in removed { found = true }
-                    guard found else { throw APIError(.notFound, "Memory not found: \(id)") }
-                    results.append(
-                        OrderedJSON.object([("action", action), ("status", .string("deleted")), ("id", .string(id))]))
-                }
+            for (step, vector) in zip(steps, stepVectors) {
+                results.append(try await apply(step, vector: vector, user: user, meta: meta, now: now, on: connection))
             }
             return results
         }
         return JSONResponse.text(OrderedJSON.array(results))
+    }
+
+    /// Replace and move: the memory's (content,) path and type, with the batch's meta merged into its own.
+    func rewrite(
+        _ action: String, id: String, content: String?, path: String?, type: String?, vector: [Double]?, user: Identity,
+        meta: String, now: Int, on connection: PostgresConnection
+    ) async throws -> String {
+        let updated = try await connection.query(
+            """
+            UPDATE chat.memories m SET content = coalesce(\(content), content), path = \(path),
+                type = coalesce(\(type), type), meta = (coalesce(meta::jsonb, '{}'::jsonb) || \(meta)::jsonb)::json,
+                embedding = coalesce(\(vector), embedding), updated_at = \(now)
+            WHERE id = \(id) AND user_id = \(user.userID)
+            RETURNING \(unescaped: Self.memoryJSON(meta: false))
+            """, logger: logger)
+        for try await json in updated.decode(String.self) { return Self.result(action, "updated", memory: json) }
+        throw APIError(.notFound, "Memory not found: \(id)")
+    }
+
+    static func result(_ action: String, _ status: String, memory: String) -> String {
+        OrderedJSON.appending(
+            OrderedJSON.object([("action", .string(action)), ("status", .string(status))]), raw: [("memory", memory)])
+    }
+
+    func apply(
+        _ step: Step, vector: [Double]?, user: Identity, meta: String, now: Int, on connection: PostgresConnection
+    ) async throws -> String {
+        let memory = Self.memoryJSON(meta: false)
+        switch step {
+        case .add(let content, let path, let type):
+            let existing = try await connection.query(
+                """
+                SELECT \(unescaped: memory) FROM chat.memories m WHERE m.user_id = \(user.userID) AND m.content = \(content)
+                AND m.type = \(type) AND m.path IS NOT DISTINCT FROM \(path) LIMIT 1
+                """, logger: logger)
+            for try await duplicate in existing.decode(String.self) {
+                return OrderedJSON.appending(Self.result("add", "skipped", memory: duplicate), raw: [("reason", "\"duplicate\"")])
+            }
+            let inserted = try await connection.query(
+                """
+                INSERT INTO chat.memories AS m (id, user_id, type, path, content, meta, embedding, created_at, updated_at)
+                VALUES (\(UUID().uuidString.lowercased()), \(user.userID), \(type), \(path), \(content), \(meta)::json,
+                    \(vector), \(now), \(now))
+                RETURNING \(unescaped: memory)
+                """, logger: logger)
+            for try await json in inserted.decode(String.self) { return Self.result("add", "created", memory: json) }
+            throw ChatHistory.failed
+        case .replace(let id, let content, let path, let type):
+            return try await rewrite(
+                "replace", id: id, content: content, path: path, type: type, vector: vector, user: user, meta: meta,
+                now: now, on: connection)
+        case .move(let id, let path, let type):
+            return try await rewrite(
+                "move", id: id, content: nil, path: path, type: type, vector: vector, user: user, meta: meta, now: now,
+                on: connection)
+        case .remove(let id):
+            let removed = try await connection.query(
+                "DELETE FROM chat.memories WHERE id = \(id) AND user_id = \(user.userID) RETURNING 1", logger: logger)
+            for try await _ in removed {
+                return OrderedJSON.object([("action", .string("remove")), ("status", .string("deleted")), ("id", .string(id))])
+            }
+            throw APIError(.notFound, "Memory not found: \(id)")
+        }
     }
 }

@@ -35,11 +35,10 @@ struct NotesController {
 
     /// The original's `check_notes_access`: notes switched on by the admin, and the `features.notes` permission
     /// for users.
+    @discardableResult
     func checkFeature(_ user: Identity) async throws -> UserPolicy {
-        let policy = try await policies.policy(user.userID)
-        guard policy.features["notes"] ?? true else { throw APIError(.forbidden, "Notes is disabled") }
-        guard user.isAdmin || policy.allows("features.notes") else { throw APIError(.unauthorized, ErrorText.unauthorized) }
-        return policy
+        try await policies.require(
+            "notes", of: user, disabled: APIError(.forbidden, "Notes is disabled"), denied: .unauthorized)
     }
 
     /// The verified caller, with notes open to them, and the note id of the path.
@@ -115,7 +114,7 @@ struct NotesController {
         }
         let users = try await OwnerLookup(auth: auth).owners(Set(rows.map(\.1)), caller: user)
         return OrderedJSON.array(
-            rows.compactMap { item, owner in users[owner].map { OrderedJSON.appending(item, raw: [("user", $0)]) } })
+            rows.compactMap { item, owner in users[owner].map { OrderedJSON.appending(item, raw: [("user", $0.jsonText)]) } })
     }
 
     // MARK: Lists
@@ -195,7 +194,7 @@ struct NotesController {
         let rows = try await history.postgres.query(sql.query, logger: logger).decode((Int, [String], [String]).self)
         for try await row in rows { (total, notes, owners) = row }
         let users = try await OwnerLookup(auth: auth).owners(Set(owners), caller: user)
-        let items = zip(notes, owners).map { note, owner in OrderedJSON.appending(note, raw: [("user", users[owner] ?? "null")]) }
+        let items = zip(notes, owners).map { note, owner in OrderedJSON.appending(note, raw: [("user", users[owner]?.jsonText ?? "null")]) }
         return JSONResponse.text("{\"items\":" + OrderedJSON.array(items) + ",\"total\":\(total)}")
     }
 
@@ -345,8 +344,7 @@ struct NotesController {
         let form = try JSONBody.decode(AccessGrantsForm.self, from: try await history.body(request))
         let json = try await history.transaction { connection -> String in
             try await authorize(id, user, "write", on: connection)
-            let chosen = try SharingPolicy.note.validate(AccessGrant.normalize(form.accessGrants), user: user, policy: policy)
-            try await grants.replace(chosen, type: "note", id: id, now: Int(Date().timeIntervalSince1970), on: connection)
+            try await grants.replaceValidated(form, sharing: .note, type: "note", id: id, user: user, policy: policy, on: connection)
             return try await note(id, viewer: user.userID, on: connection)
         }
         // Sockets in the note's rooms whose user lost access leave them.

@@ -17,7 +17,6 @@ struct PromptsController {
 
     static let commandTaken = APIError(
         .badRequest, "Uh-oh! This command is already registered. Please choose another command string.")
-    static let failed = APIError(.badRequest, "Something went wrong :/")
     static let pageSize = 30
     static let historyPageSize = 20
 
@@ -87,11 +86,12 @@ struct PromptsController {
     func may(_ permission: String, _ id: String, _ prompt: Stored, _ user: Identity, on connection: PostgresConnection)
         async throws -> Bool
     {
-        if user.isAdmin || prompt.owner == user.userID { return true }
-        return try await grants.has(permission, type: "prompt", id: id, user: user, on: connection)
+        try await grants.permits(
+            permission, type: "prompt", id: id, owner: prompt.owner, user: user, admin: true, on: connection)
     }
 
     /// The prompt of the path after a write check: 404 unknown, 401 not theirs to change.
+    @discardableResult
     func writable(_ id: String, _ user: Identity, on connection: PostgresConnection) async throws -> Stored {
         let prompt = try await stored(id, on: connection, lock: true)
         guard try await may("write", id, prompt, user, on: connection) else { throw APIError.accessProhibited }
@@ -99,6 +99,7 @@ struct PromptsController {
     }
 
     /// The prompt of the path after a read check for the history routes (401 when not readable).
+    @discardableResult
     func readable(_ id: String, _ user: Identity, on connection: PostgresConnection) async throws -> Stored {
         let prompt = try await stored(id, on: connection)
         guard try await may("read", id, prompt, user, on: connection) else { throw APIError.accessProhibited }
@@ -107,11 +108,7 @@ struct PromptsController {
 
     /// SQL filter for the lists: everything for admins (with the bypass), else owned or readable prompts.
     func visible(_ sql: inout SQLBuilder, _ user: Identity) {
-        if user.isAdmin && adminBypass {
-            sql.append("true")
-        } else {
-            GrantStore.ownedOrGranted(&sql, type: "prompt", alias: "p", user: user)
-        }
+        GrantStore.visible(&sql, type: "prompt", alias: "p", user: user, bypass: adminBypass)
     }
 
     func commandTaken(_ command: String, except id: String?, on connection: PostgresConnection) async throws -> Bool {
@@ -157,8 +154,7 @@ struct PromptsController {
     @Sendable func page(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let page = max(1, try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1)
-        let (offset, overflow) = (page - 1).multipliedReportingOverflow(by: Self.pageSize)
-        guard !overflow else { throw Self.failed }
+        let offset = try ChatHistory.offset(page: page, size: Self.pageSize)
         var sql = SQLBuilder("WITH found AS (SELECT p.* FROM chat.prompts p WHERE ")
         visible(&sql, user)
         if let query = request.queryValue("query"), !query.isEmpty {
@@ -177,8 +173,7 @@ struct PromptsController {
                 """)
         }
         let (column, direction) = WorkspaceList.order(request)
-        let writer = user.isAdmin && adminBypass
-            ? "true" : GrantStore.ownedOrGrantedSQL(&sql, type: "prompt", alias: "p", user: user, permission: "write")
+        let writer = GrantStore.writeAccessSQL(&sql, type: "prompt", alias: "p", user: user, bypass: adminBypass)
         sql.append(
             """
             ), page AS (SELECT p.*, row_number() OVER (ORDER BY p.\(column) \(direction), p.seq \(direction)) AS k
@@ -193,7 +188,7 @@ struct PromptsController {
         let users = try await OwnerLookup(auth: auth).owners(Set(owners), caller: user)
         let listed = items.indices.map { index in
             OrderedJSON.appending(
-                items[index], raw: [("user", users[owners[index]] ?? "null"), ("write_access", "\(writable[index])")])
+                items[index], raw: [("user", users[owners[index]]?.jsonText ?? "null"), ("write_access", "\(writable[index])")])
         }
         return JSONResponse.text("{\"items\":" + OrderedJSON.array(listed) + ",\"total\":\(total)}")
     }
@@ -246,22 +241,25 @@ struct PromptsController {
         let user = try context.requireVerified()
         let policy = try await policies.policy(user.userID)
         guard user.isAdmin || policy.allows("workspace.prompts") || policy.allows("workspace.prompts_import") else {
-            throw APIError(.unauthorized, ErrorText.unauthorized)
+            throw APIError.unauthorized
         }
-        let form = try JSONBody.decode(PromptForm.self, from: try await history.body(request))
+        let form = try await JSONBody.decode(PromptForm.self, from: request)
         let chosen = SharingPolicy.prompt.allowed(AccessGrant.normalize(form.accessGrants), user: user, policy: policy)
         let id = UUID().uuidString.lowercased()
         let now = Int(Date().timeIntervalSince1970)
         let json = try await history.transaction { connection -> String in
-            guard try await !commandTaken(form.command, except: nil, on: connection) else { throw Self.commandTaken }
-            try await connection.query(
+            // A taken command (also one taken by a create that won a race) inserts nothing.
+            let inserted = try await connection.query(
                 """
                 INSERT INTO chat.prompts (id, command, user_id, name, content, data, meta, tags, created_at, updated_at)
                 VALUES (\(id), \(form.command), \(user.userID), \(form.name), \(form.content),
                     \(PromptForm.text(form.data) ?? "{}")::json, \(PromptForm.text(form.meta) ?? "{}")::json,
-                    \(JSONValue.array((form.tags ?? []).map(JSONValue.string)).jsonText)::json, \(now), \(now))
-                ON CONFLICT (command) DO NOTHING
+                    \(Self.tagsText(form.tags ?? []))::json, \(now), \(now))
+                ON CONFLICT (command) DO NOTHING RETURNING 1
                 """, logger: logger)
+            var created = false
+            for try await _ in inserted { created = true }
+            guard created else { throw Self.commandTaken }
             try await grants.replace(chosen, type: "prompt", id: id, now: now, on: connection)
             try await addHistory(
                 id, snapshot: { $0.append(Self.snapshotJSON) }, parent: nil, user: user, message: form.commitMessage ?? "Initial version",
@@ -273,11 +271,10 @@ struct PromptsController {
 
     /// Records a history entry whose snapshot `snapshot` writes as SQL over prompt `p` (as stored after the
     /// change).
-    @discardableResult
     func addHistory(
         _ promptID: String, snapshot: (inout SQLBuilder) -> Void, parent: String?, user: Identity, message: String?,
         makeCurrent: Bool, now: Int, on connection: PostgresConnection
-    ) async throws -> String {
+    ) async throws {
         let entry = UUID().uuidString.lowercased()
         var sql = SQLBuilder("INSERT INTO chat.prompt_history (id, prompt_id, parent_id, snapshot, user_id, commit_message, created_at) SELECT ")
         sql.bind(entry)
@@ -297,18 +294,17 @@ struct PromptsController {
         if makeCurrent {
             try await connection.query("UPDATE chat.prompts SET version_id = \(entry) WHERE id = \(promptID)", logger: logger)
         }
-        return entry
     }
 
     @Sendable func get(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
         let json = try await history.postgres.withConnection { connection -> String in
-            guard let prompt = try? await stored(id, on: connection),
-                try await may("read", id, prompt, user, on: connection)
-            else { throw APIError.notFound }
-            var writable = (user.isAdmin && adminBypass) || prompt.owner == user.userID
-            if !writable { writable = try await grants.has("write", type: "prompt", id: id, user: user, on: connection) }
+            // Not readable answers as unknown (404), as the original.
+            let prompt = try await stored(id, on: connection)
+            guard try await may("read", id, prompt, user, on: connection) else { throw APIError.notFound }
+            let writable = try await grants.permits(
+                "write", type: "prompt", id: id, owner: prompt.owner, user: user, admin: adminBypass, on: connection)
             return OrderedJSON.appending(
                 try await self.prompt(id, on: connection), raw: [("user", "null"), ("write_access", "\(writable)")])
         }
@@ -318,8 +314,11 @@ struct PromptsController {
     @Sendable func update(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let form = try JSONBody.decode(PromptForm.self, from: try await history.body(request))
+        let form = try await JSONBody.decode(PromptForm.self, from: request)
         let now = Int(Date().timeIntervalSince1970)
+        let tags = Self.tagsText(form.tags)
+        let data = PromptForm.text(form.data)
+        let meta = PromptForm.text(form.meta)
         let json = try await history.transaction { connection -> String in
             let prompt = try await writable(id, user, on: connection)
             if form.command != prompt.command, try await commandTaken(form.command, except: id, on: connection) {
@@ -329,26 +328,25 @@ struct PromptsController {
             let rows = try await connection.query(
                 """
                 SELECT name <> \(form.name) OR command <> \(form.command) OR content <> \(form.content)
-                    OR (\(form.tags)::text[] IS NOT NULL AND coalesce(tags::text, '') <> \(tagsText(form.tags))),
+                    OR (\(tags)::text IS NOT NULL AND coalesce(tags::text, '') <> \(tags)),
                     (SELECT h.id FROM chat.prompt_history h WHERE h.prompt_id = p.id ORDER BY h.created_at DESC, h.seq DESC LIMIT 1)
                 FROM chat.prompts p WHERE p.id = \(id)
                 """, logger: logger)
             var (changed, parent) = (false, String?.none)
             for try await row in rows.decode((Bool, String?).self) { (changed, parent) = row }
-            let tags = tagsText(form.tags)
-            let data = PromptForm.text(form.data)
-            let meta = PromptForm.text(form.meta)
-            if form.isProduction {
+            // A draft changes only the command of the live prompt.
+            let live = form.isProduction
+            try await claimingCommand {
                 try await connection.query(
                     """
-                    UPDATE chat.prompts SET command = \(form.command), name = \(form.name), content = \(form.content),
-                        data = coalesce(\(data)::json, data), meta = coalesce(\(meta)::json, meta),
-                        tags = coalesce(\(tags)::json, tags), updated_at = \(now)
+                    UPDATE chat.prompts SET command = \(form.command), updated_at = \(now),
+                        name = CASE WHEN \(live) THEN \(form.name) ELSE name END,
+                        content = CASE WHEN \(live) THEN \(form.content) ELSE content END,
+                        data = CASE WHEN \(live) THEN coalesce(\(data)::json, data) ELSE data END,
+                        meta = CASE WHEN \(live) THEN coalesce(\(meta)::json, meta) ELSE meta END,
+                        tags = CASE WHEN \(live) THEN coalesce(\(tags)::json, tags) ELSE tags END
                     WHERE id = \(id)
                     """, logger: logger)
-            } else {
-                try await connection.query(
-                    "UPDATE chat.prompts SET command = \(form.command), updated_at = \(now) WHERE id = \(id)", logger: logger)
             }
             if changed {
                 try await addHistory(
@@ -358,11 +356,11 @@ struct PromptsController {
                         let content = sql.placeholder(for: form.content)
                         let data = sql.placeholder(for: data ?? "{}")
                         let meta = sql.placeholder(for: meta ?? "{}")
-                        let tags = sql.placeholder(for: tags ?? "")
+                        let tags = sql.placeholder(for: tags)
                         sql.append(
                             """
                             json_build_object('name', \(name)::text, 'content', \(content)::text, 'command', p.command,
-                                'data', \(data)::json, 'meta', \(meta)::json, 'tags', coalesce(nullif(\(tags), '')::json, p.tags, '[]'),
+                                'data', \(data)::json, 'meta', \(meta)::json, 'tags', coalesce(\(tags)::json, p.tags, '[]'),
                                 'access_grants', \(GrantStore.listJSON(type: "prompt", idSQL: "p.id")))
                             """)
                     },
@@ -374,8 +372,17 @@ struct PromptsController {
         return JSONResponse.text(json)
     }
 
-    func tagsText(_ tags: [String]?) -> String? {
+    static func tagsText(_ tags: [String]?) -> String? {
         tags.map { JSONValue.array($0.map(JSONValue.string)).jsonText }
+    }
+
+    /// A write that sets a command: another prompt taking it first (the unique index) is the taken-command 400.
+    func claimingCommand(_ write: () async throws -> Void) async throws {
+        do {
+            try await write()
+        } catch where error.isUniqueViolation {
+            throw Self.commandTaken
+        }
     }
 
     struct MetaForm: Decodable {
@@ -387,29 +394,24 @@ struct PromptsController {
     @Sendable func updateMeta(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let form = try JSONBody.decode(MetaForm.self, from: try await history.body(request))
+        let form = try await JSONBody.decode(MetaForm.self, from: request)
         let json = try await history.transaction { connection -> String in
             let prompt = try await writable(id, user, on: connection)
             if form.command != prompt.command, try await commandTaken(form.command, except: id, on: connection) {
                 throw Self.commandTaken
             }
-            try await connection.query(
-                """
-                UPDATE chat.prompts SET name = \(form.name), command = \(form.command),
-                    tags = coalesce(\(tagsText(form.tags))::json, tags), updated_at = \(Int(Date().timeIntervalSince1970))
-                WHERE id = \(id)
-                """, logger: logger)
+            try await claimingCommand {
+                try await connection.query(
+                    """
+                    UPDATE chat.prompts SET name = \(form.name), command = \(form.command),
+                        tags = coalesce(\(Self.tagsText(form.tags))::json, tags),
+                        updated_at = \(Int(Date().timeIntervalSince1970))
+                    WHERE id = \(id)
+                    """, logger: logger)
+            }
             return try await self.prompt(id, on: connection)
         }
         return JSONResponse.text(json)
-    }
-
-    struct VersionForm: Decodable {
-        var versionID: String
-
-        enum CodingKeys: String, CodingKey {
-            case versionID = "version_id"
-        }
     }
 
     /// Makes a history entry the production version: name, content, data, meta and tags come back from its
@@ -417,22 +419,21 @@ struct PromptsController {
     @Sendable func setVersion(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let form = try JSONBody.decode(VersionForm.self, from: try await history.body(request))
+        let form = try await JSONBody.decode(VersionForm.self, from: request)
         let json = try await history.transaction { connection -> String in
             try await writable(id, user, on: connection)
             let updated = try await connection.query(
                 """
                 UPDATE chat.prompts p SET version_id = h.id, updated_at = \(Int(Date().timeIntervalSince1970)),
                     name = coalesce(h.snapshot ->> 'name', p.name), content = coalesce(h.snapshot ->> 'content', p.content),
-                    data = CASE WHEN h.snapshot::jsonb ? 'data' THEN h.snapshot -> 'data' ELSE p.data END,
-                    meta = CASE WHEN h.snapshot::jsonb ? 'meta' THEN h.snapshot -> 'meta' ELSE p.meta END,
-                    tags = CASE WHEN h.snapshot::jsonb ? 'tags' THEN h.snapshot -> 'tags' ELSE p.tags END
+                    data = coalesce(h.snapshot -> 'data', p.data), meta = coalesce(h.snapshot -> 'meta', p.meta),
+                    tags = coalesce(h.snapshot -> 'tags', p.tags)
                 FROM chat.prompt_history h WHERE p.id = \(id) AND h.id = \(form.versionID) AND h.prompt_id = p.id
                 RETURNING 1
                 """, logger: logger)
             var found = false
             for try await _ in updated { found = true }
-            guard found else { throw Self.failed }
+            guard found else { throw ChatHistory.failed }
             return try await self.prompt(id, on: connection)
         }
         return JSONResponse.text(json)
@@ -441,13 +442,12 @@ struct PromptsController {
     @Sendable func updateAccess(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let form = try JSONBody.decode(AccessGrantsForm.self, from: try await history.body(request))
+        let form = try await JSONBody.decode(AccessGrantsForm.self, from: request)
         let policy = try await policies.policy(user.userID)
         let json = try await history.transaction { connection -> String in
             try await writable(id, user, on: connection)
-            let chosen = try SharingPolicy.prompt.validate(
-                AccessGrant.normalize(form.accessGrants), user: user, policy: policy)
-            try await grants.replace(chosen, type: "prompt", id: id, now: Int(Date().timeIntervalSince1970), on: connection)
+            try await grants.replaceValidated(
+                form, sharing: .prompt, type: "prompt", id: id, user: user, policy: policy, on: connection)
             return try await prompt(id, on: connection)
         }
         return JSONResponse.text(json)
@@ -496,15 +496,15 @@ struct PromptsController {
     @Sendable func historyList(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
+        // Pages count from 0 here, as the original's.
         let page = try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 0
-        let (offset, overflow) = page.multipliedReportingOverflow(by: Self.historyPageSize)
-        guard !overflow else { throw Self.failed }
+        let offset = try ChatHistory.offset(page: max(0, page) + 1, size: Self.historyPageSize)
         let rows = try await history.postgres.withConnection { connection -> [(String, String)] in
             try await readable(id, user, on: connection)
             let found = try await connection.query(
                 """
                 SELECT \(unescaped: Self.entryJSON), h.user_id FROM chat.prompt_history h WHERE h.prompt_id = \(id)
-                ORDER BY h.created_at DESC, h.seq DESC LIMIT \(Self.historyPageSize) OFFSET \(max(0, offset))
+                ORDER BY h.created_at DESC, h.seq DESC LIMIT \(Self.historyPageSize) OFFSET \(offset)
                 """, logger: logger)
             var rows: [(String, String)] = []
             for try await row in found.decode((String, String).self) { rows.append(row) }
@@ -512,7 +512,7 @@ struct PromptsController {
         }
         let users = try await OwnerLookup(auth: auth).owners(Set(rows.map(\.1)), caller: user)
         return JSONResponse.text(
-            OrderedJSON.array(rows.map { OrderedJSON.appending($0.0, raw: [("user", users[$0.1] ?? "null")]) }))
+            OrderedJSON.array(rows.map { OrderedJSON.appending($0.0, raw: [("user", users[$0.1]?.jsonText ?? "null")]) }))
     }
 
     /// A history entry of the prompt as JSON, with its snapshot as stored text.
@@ -540,31 +540,24 @@ struct PromptsController {
     @Sendable func diff(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let from = request.queryValue("from_id")
-        let to = request.queryValue("to_id")
-        var missing: [ValidationIssue] = []
-        for (name, value) in [("from_id", from), ("to_id", to)] where value == nil {
-            missing.append(
-                ValidationIssue(type: "missing", loc: [.string("query"), .string(name)], msg: "Field required", input: .null))
-        }
-        if !missing.isEmpty { throw APIError.validation(missing) }
+        let ids = try requiredQuery(request, "from_id", "to_id")
+        let (from, to) = (ids[0], ids[1])
         let (fromSnapshot, toSnapshot) = try await history.postgres.withConnection { connection in
             try await readable(id, user, on: connection)
-            return (
-                try await entry(from!, of: id, on: connection).snapshot, try await entry(to!, of: id, on: connection).snapshot
-            )
+            return (try await entry(from, of: id, on: connection).snapshot, try await entry(to, of: id, on: connection).snapshot)
         }
-        let old = JSONValue.parse(fromSnapshot)?["content"]?.stringValue ?? ""
-        let new = JSONValue.parse(toSnapshot)?["content"]?.stringValue ?? ""
-        let lines = UnifiedDiff.lines(old, new, fromFile: "v" + from!.prefix(8), toFile: "v" + to!.prefix(8))
-        let nameChanged = JSONValue.parse(fromSnapshot)?["name"] != JSONValue.parse(toSnapshot)?["name"]
+        let (before, after) = (JSONValue.parse(fromSnapshot), JSONValue.parse(toSnapshot))
+        let old = before?["content"]?.stringValue ?? ""
+        let new = after?["content"]?.stringValue ?? ""
+        let lines = try UnifiedDiff.lines(old, new, fromFile: "v" + from.prefix(8), toFile: "v" + to.prefix(8))
         return JSONResponse.text(
             OrderedJSON.appending(
-                OrderedJSON.object(["from_id": .string(from!), "to_id": .string(to!)]),
+                OrderedJSON.object(["from_id": .string(from), "to_id": .string(to)]),
                 raw: [
                     ("from_snapshot", fromSnapshot), ("to_snapshot", toSnapshot),
                     ("content_diff", JSONValue.array(lines.map(JSONValue.string)).jsonText),
-                    ("line_endings_only", "\(lines.isEmpty && old != new)"), ("name_changed", "\(nameChanged)"),
+                    ("line_endings_only", "\(lines.isEmpty && old != new)"),
+                    ("name_changed", "\(before?["name"] != after?["name"])"),
                 ]))
     }
 

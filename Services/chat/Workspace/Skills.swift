@@ -10,14 +10,13 @@ import Shared
 struct SkillsController {
     let store: PluginStore
     let policies: PolicyCache
-    let auth: AuthLookup
     let adminBypass: Bool
     var history: ChatHistory { store.history }
-    var grants: GrantStore { GrantStore(logger: store.logger) }
     var logger: Logger { store.logger }
     static let kind = "skill"
-    static let unauthorized = APIError(.unauthorized, ErrorText.unauthorized)
     static let pageSize = 30
+    static let missing = APIError(.notFound, "Skill not found")
+    static let denied = APIError(.forbidden, "Access denied")
 
     var routes: RouteCollection<ServiceRequestContext> {
         let routes = RouteCollection(context: ServiceRequestContext.self)
@@ -112,6 +111,11 @@ struct SkillsController {
                 throw fail("Invalid file path")
             }
             guard seen.insert(path).inserted else { throw fail("Duplicate file: \(path)") }
+            if let encoding = file.encoding {
+                guard encoding == "base64", Data(base64Encoded: file.content) != nil else {
+                    throw fail("File is not valid base64: \(path)")
+                }
+            }
             let size = file.bytes.count
             if size > 10 << 20 { throw fail("File exceeds 10 MiB: \(path)") }
             total += size
@@ -136,29 +140,15 @@ struct SkillsController {
 
     // MARK: Access
 
-    func visible(_ sql: inout SQLBuilder, _ user: Identity) {
-        if user.isAdmin && adminBypass {
-            sql.append("true")
-        } else {
-            GrantStore.ownedOrGranted(&sql, type: Self.kind, alias: "t", user: user)
-        }
-    }
-
-    /// `authorized_skill`-style check: `missing` for an unknown skill, `denied` when the caller (an admin only
-    /// with the bypass) may not `permission` it.
+    /// The skill after a check: its owner, a `permission` grant, or an admin with the bypass (the original's
+    /// `authorized_skill`); `missing` for an unknown skill, `denied` otherwise.
     func checked(
-        _ id: String, _ user: Identity, _ permission: String, missing: APIError = .notFound, denied: APIError,
-        lock: Bool = false, on connection: PostgresConnection
+        _ id: String, _ user: Identity, _ permission: String, missing: APIError = Self.missing,
+        denied: APIError = Self.denied, full: Bool = false, lock: Bool = false, on connection: PostgresConnection
     ) async throws -> PluginStore.Row {
-        guard let row = try await store.row(Self.kind, id, on: connection, lock: lock) else { throw missing }
-        if (user.isAdmin && adminBypass) || row.owner == user.userID { return row }
-        guard try await grants.has(permission, type: Self.kind, id: id, user: user, on: connection) else { throw denied }
-        return row
-    }
-
-    func writable(_ row: PluginStore.Row, _ id: String, _ user: Identity, on connection: PostgresConnection) async throws -> Bool {
-        if (user.isAdmin && adminBypass) || row.owner == user.userID { return true }
-        return try await grants.has("write", type: Self.kind, id: id, user: user, on: connection)
+        try await store.checked(
+            Self.kind, id, user, permission, admin: adminBypass, missing: missing, denied: denied, full: full, lock: lock,
+            on: connection)
     }
 
     // MARK: Lists
@@ -166,12 +156,12 @@ struct SkillsController {
     @Sendable func list(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         var sql = SQLBuilder("SELECT " + Self.responseJSON + "::text, t.user_id FROM chat.plugins t WHERE t.kind = 'skill' AND ")
-        visible(&sql, user)
+        GrantStore.visible(&sql, type: Self.kind, alias: "t", user: user, bypass: adminBypass)
         if let query = request.queryValue("query"), !query.isEmpty {
             sql.append(" AND strpos(lower(t.name), lower(\(sql.placeholder(for: query)))) > 0")
         }
         sql.append(" ORDER BY t.updated_at DESC, t.seq DESC")
-        return JSONResponse.text(try await store.list(sql, caller: user, auth: auth) { [("user", $0 ?? "null")] })
+        return JSONResponse.text(try await store.list(sql, caller: user) { [("user", $0?.jsonText ?? "null")] })
     }
 
     /// `query` (name, description, id, meta, or the owner's name or email), `view_option`, `order_by`,
@@ -179,21 +169,19 @@ struct SkillsController {
     @Sendable func page(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let page = max(1, try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1)
-        let (offset, overflow) = (page - 1).multipliedReportingOverflow(by: Self.pageSize)
-        guard !overflow else { throw APIError(.badRequest, PluginStore.failedText) }
+        let offset = try ChatHistory.offset(page: page, size: Self.pageSize)
         var sql = SQLBuilder("WITH found AS (SELECT t.* FROM chat.plugins t WHERE t.kind = 'skill' AND ")
-        visible(&sql, user)
+        GrantStore.visible(&sql, type: Self.kind, alias: "t", user: user, bypass: adminBypass)
         if let query = request.queryValue("query"), !query.isEmpty {
             let pattern = sql.placeholder(for: "%" + query + "%")
-            let owners = sql.placeholder(for: try await auth.users(matching: query).map(\.id))
+            let owners = sql.placeholder(for: try await store.auth.users(matching: query).map(\.id))
             sql.append(
                 " AND (t.name ILIKE \(pattern) OR t.description ILIKE \(pattern) OR t.id ILIKE \(pattern)"
                     + " OR t.meta::text ILIKE \(pattern) OR t.user_id = ANY(\(owners)))")
         }
         WorkspaceList.viewOption(&sql, request, user: user, alias: "t")
         let (column, direction) = WorkspaceList.order(request)
-        let writer = user.isAdmin && adminBypass
-            ? "true" : GrantStore.ownedOrGrantedSQL(&sql, type: Self.kind, alias: "t", user: user, permission: "write")
+        let writer = GrantStore.writeAccessSQL(&sql, type: Self.kind, alias: "t", user: user, bypass: adminBypass)
         sql.append(
             """
             ), page AS (SELECT t.*, row_number() OVER (ORDER BY t.\(column) \(direction), t.seq \(direction)) AS k
@@ -205,9 +193,10 @@ struct SkillsController {
         var (total, items, owners, writable) = (0, [String](), [String](), [Bool]())
         let rows = try await history.postgres.query(sql.query, logger: logger).decode((Int, [String], [String], [Bool]).self)
         for try await row in rows { (total, items, owners, writable) = row }
-        let users = try await OwnerLookup(auth: auth).owners(Set(owners), caller: user)
+        let users = try await OwnerLookup(auth: store.auth).owners(Set(owners), caller: user)
         let listed = items.indices.map {
-            OrderedJSON.appending(items[$0], raw: [("user", users[owners[$0]] ?? "null"), ("write_access", "\(writable[$0])")])
+            OrderedJSON.appending(
+                items[$0], raw: [("user", users[owners[$0]]?.jsonText ?? "null"), ("write_access", "\(writable[$0])")])
         }
         return JSONResponse.text("{\"items\":" + OrderedJSON.array(listed) + ",\"total\":\(total)}")
     }
@@ -228,27 +217,34 @@ struct SkillsController {
         guard format == "json" else {
             throw APIError(.notImplemented, "Skiff exports skills as JSON only; ask for format=json.")
         }
-        let ids = request.uri.queryParameters.getAll("ids").map { String($0) }
-        let packageJSON = """
-            json_build_object('id', t.id, 'name', t.name, 'description', t.description, 'meta', t.meta,
-                'files', coalesce(t.data -> 'files', '[]'), 'is_active', t.is_active)::text
+        var ids: [String] = []
+        for id in request.uri.queryParameters.getAll("ids").map({ String($0) }) where !ids.contains(id) { ids.append(id) }
+        guard ids.count <= 1000 else { throw APIError(.badRequest, "Export at most 1000 skills at a time") }
+        var sql = SQLBuilder(
             """
-        var packages: [String] = []
-        if ids.isEmpty {
-            var sql = SQLBuilder("SELECT " + packageJSON + " FROM chat.plugins t WHERE t.kind = 'skill' AND ")
-            visible(&sql, user)
-            sql.append(" ORDER BY t.updated_at DESC, t.seq DESC")
-            for try await json in try await history.postgres.query(sql.query, logger: logger).decode(String.self) {
-                packages.append(json)
-            }
-        } else {
-            try await history.postgres.withConnection { connection in
-                for id in ids {
-                    _ = try await checked(id, user, "read", missing: APIError(.notFound, "Skill not found"),
-                        denied: APIError(.forbidden, "Access denied"), on: connection)
-                    packages.append(try await store.json(Self.kind, id, packageJSON, on: connection))
-                }
-            }
+            SELECT t.id, json_build_object('id', t.id, 'name', t.name, 'description', t.description, 'meta', t.meta,
+                'files', coalesce(t.data -> 'files', '[]'), 'is_active', t.is_active)::text,
+            """)
+        GrantStore.visible(&sql, type: Self.kind, alias: "t", user: user, bypass: adminBypass)
+        sql.append(" FROM chat.plugins t WHERE t.kind = 'skill'")
+        if !ids.isEmpty {
+            sql.append(" AND t.id = ANY(\(sql.placeholder(for: ids)))")
+        }
+        sql.append(" ORDER BY t.updated_at DESC, t.seq DESC")
+        var found: [String: (json: String, readable: Bool)] = [:]
+        var listed: [String] = []
+        for try await (id, json, readable) in try await history.postgres.query(sql.query, logger: logger).decode(
+            (String, String, Bool).self)
+        {
+            found[id] = (json, readable)
+            if readable { listed.append(json) }
+        }
+        guard !ids.isEmpty else { return JSONResponse.text(OrderedJSON.array(listed)) }
+        // Asked by id: each must exist and be readable, in the order asked.
+        let packages = try ids.map { id -> String in
+            guard let package = found[id] else { throw Self.missing }
+            guard package.readable else { throw Self.denied }
+            return package.json
         }
         let body: String = ids.count == 1 ? packages[0] : OrderedJSON.array(packages)
         return JSONResponse.text(body)
@@ -317,6 +313,10 @@ struct SkillsController {
             sent = Set(c.allKeys.map(\.stringValue))
         }
 
+        init(id: String, name: String, description: String?, meta: JSONValue?, files: [SkillFile]) {
+            (self.id, self.name, self.description, self.meta, self.files) = (id, name, description, meta, files)
+        }
+
         /// The files of a new skill: `data.files`, `files`, or a SKILL.md of `content`.
         func newFiles() throws -> [SkillFile] {
             if data != nil && files != nil { throw APIError(.badRequest, "[ERROR: Error creating skill]") }
@@ -327,41 +327,63 @@ struct SkillsController {
     @Sendable func create(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let form = try JSONBody.decode(SkillForm.self, from: try await history.body(request))
+        let policy = try await mayCreate(user)
         let json = try await history.transaction { connection in
-            try await insert(form, user: user, grants: form.accessGrants, active: form.isActive ?? true, on: connection)
+            try await insert(
+                form, user: user, policy: policy, grants: form.accessGrants, active: form.isActive ?? true, on: connection)
             return try await store.json(Self.kind, form.normalizedID, Self.responseJSON, on: connection)
         }
         return JSONResponse.text(json)
     }
 
-    /// Create's checks and insert (also clone's).
-    func insert(
-        _ form: SkillForm, user: Identity, grants requested: [JSONValue]?, active: Bool, on connection: PostgresConnection
-    ) async throws {
+    /// The caller's policy when they may create skills (admins, `workspace.skills` or `skills_import`).
+    func mayCreate(_ user: Identity) async throws -> UserPolicy {
         let policy = try await policies.policy(user.userID)
         guard user.isAdmin || policy.allows("workspace.skills") || policy.allows("workspace.skills_import") else {
-            throw Self.unauthorized
+            throw APIError.unauthorized
         }
+        return policy
+    }
+
+    static let nameTaken = APIError(.conflict, "A skill with this name already exists")
+
+    /// Create's checks and insert (also clone's).
+    func insert(
+        _ form: SkillForm, user: Identity, policy: UserPolicy, grants requested: [JSONValue]?, active: Bool,
+        on connection: PostgresConnection
+    ) async throws {
         let id = form.normalizedID
         guard !id.isEmpty, id.allSatisfy({ ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "_" || $0 == "-" }) else {
             throw APIError(.badRequest, "[ERROR: Invalid skill ID]")
         }
-        guard try await !store.exists(Self.kind, id, on: connection) else { throw ToolsController.idTaken }
         let taken = try await connection.query(
-            "SELECT 1 FROM chat.plugins WHERE kind = 'skill' AND name = \(form.name)", logger: logger)
-        for try await _ in taken { throw APIError(.conflict, "A skill with this name already exists") }
+            "SELECT id = \(id) FROM chat.plugins WHERE kind = 'skill' AND (id = \(id) OR name = \(form.name))", logger: logger)
+        var nameTaken = false
+        for try await sameID in taken.decode(Bool.self) {
+            if sameID { throw PluginStore.idTaken }
+            nameTaken = true
+        }
+        if nameTaken { throw Self.nameTaken }
         let chosen = SharingPolicy.skill.allowed(AccessGrant.normalize(requested), user: user, policy: policy)
         let files = try Self.validate(try form.newFiles())
         let content = files.first { $0.path == "SKILL.md" }?.content ?? ""
         let meta = Self.meta(form.meta)
         let now = Int(Date().timeIntervalSince1970)
-        try await connection.query(
-            """
-            INSERT INTO chat.plugins (kind, id, user_id, name, description, content, data, meta, is_active, created_at, updated_at)
-            VALUES ('skill', \(id), \(user.userID), \(form.name), \(form.description), \(content),
-                \(Self.filesData(files))::json, \(Self.metaText(meta))::json, \(active), \(now), \(now))
-            """, logger: logger)
-        try await grants.replace(chosen, type: Self.kind, id: id, now: now, on: connection)
+        var insert = SQLBuilder(
+            "INSERT INTO chat.plugins (kind, id, user_id, name, description, content, data, meta, is_active, created_at, updated_at) VALUES ('skill', ")
+        insert.append(
+            [
+                insert.placeholder(for: id), insert.placeholder(for: user.userID), insert.placeholder(for: form.name),
+                insert.placeholder(for: form.description), insert.placeholder(for: content),
+                insert.placeholder(for: Self.filesData(files)) + "::json", insert.placeholder(for: Self.metaText(meta)) + "::json",
+                insert.placeholder(for: active), "\(now)", "\(now))",
+            ].joined(separator: ", "))
+        do {
+            try await store.insert(insert, on: connection)
+        } catch where error.isUniqueViolation {
+            throw Self.nameTaken  // another create took the name first
+        }
+        try await store.grants.replace(chosen, type: Self.kind, id: id, now: now, on: connection)
         try await store.addVersion(
             Self.kind, id,
             snapshot: Self.snapshot(name: form.name, description: form.description, meta: meta, content: content, files: files),
@@ -372,11 +394,14 @@ struct SkillsController {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
         let json = try await history.postgres.withConnection { connection -> String in
-            let row = try await checked(id, user, "read", denied: .accessProhibited, on: connection)
-            let writable = try await writable(row, id, user, on: connection)
+            let row = try await checked(id, user, "read", missing: .notFound, denied: .accessProhibited, on: connection)
+            let writable = try await store.grants.permits(
+                "write", type: Self.kind, id: id, owner: row.owner, user: user, admin: adminBypass, on: connection)
             return OrderedJSON.appending(
                 try await store.json(Self.kind, id, Self.responseJSON, on: connection),
-                raw: [("user", "null"), ("write_access", "\(writable)"), ("content", JSONValue(row.content).jsonText)])
+                rawObject: try await store.json(
+                    Self.kind, id, "json_build_object('user', NULL, 'write_access', \(writable), 'content', t.content)",
+                    on: connection))
         }
         return JSONResponse.text(json)
     }
@@ -392,7 +417,8 @@ struct SkillsController {
         let id = try context.parameters.require("id")
         let form = try JSONBody.decode(SkillForm.self, from: try await history.body(request))
         let json = try await history.transaction { connection -> String in
-            let row = try await checked(id, user, "write", denied: Self.unauthorized, lock: true, on: connection)
+            let row = try await checked(
+                id, user, "write", missing: .notFound, denied: .unauthorized, full: true, lock: true, on: connection)
             if let expected = form.expectedVersionID, expected != row.versionID { throw Self.versionConflict(row.versionID) }
             let changesFiles = form.files != nil || form.data != nil
             if changesFiles, form.expectedVersionID == nil {
@@ -414,18 +440,17 @@ struct SkillsController {
                 files: Self.files(of: row.data))
             let after = Self.snapshot(name: name, description: description, meta: meta, content: content, files: files)
             let now = Int(Date().timeIntervalSince1970)
-            if JSONValue.parse(before) != JSONValue.parse(after) {
-                if name != row.name {
-                    let taken = try await connection.query(
-                        "SELECT 1 FROM chat.plugins WHERE kind = 'skill' AND name = \(name) AND id <> \(id)", logger: logger)
-                    for try await _ in taken { throw APIError(.badRequest, "[ERROR: Error updating skill]") }
+            if before != after {
+                do {
+                    try await connection.query(
+                        """
+                        UPDATE chat.plugins SET name = \(name), description = \(description), content = \(content),
+                            data = \(Self.filesData(files))::json, meta = \(Self.metaText(meta))::json
+                        WHERE kind = 'skill' AND id = \(id)
+                        """, logger: logger)
+                } catch where error.isUniqueViolation {
+                    throw APIError(.badRequest, "[ERROR: Error updating skill]")  // another skill has the name
                 }
-                try await connection.query(
-                    """
-                    UPDATE chat.plugins SET name = \(name), description = \(description), content = \(content),
-                        data = \(Self.filesData(files))::json, meta = \(Self.metaText(meta))::json
-                    WHERE kind = 'skill' AND id = \(id)
-                    """, logger: logger)
                 try await store.addVersion(
                     Self.kind, id, snapshot: after, parent: row.versionID, user: user.userID, message: form.commitMessage,
                     now: now, on: connection)
@@ -446,9 +471,9 @@ struct SkillsController {
         let form = try JSONBody.decode(AccessGrantsForm.self, from: try await history.body(request))
         let policy = try await policies.policy(user.userID)
         let json = try await history.transaction { connection -> String in
-            _ = try await checked(id, user, "write", denied: Self.unauthorized, lock: true, on: connection)
-            let chosen = try SharingPolicy.skill.validate(AccessGrant.normalize(form.accessGrants), user: user, policy: policy)
-            try await grants.replace(chosen, type: Self.kind, id: id, now: Int(Date().timeIntervalSince1970), on: connection)
+            _ = try await checked(id, user, "write", missing: .notFound, denied: .unauthorized, lock: true, on: connection)
+            try await store.grants.replaceValidated(
+                form, sharing: .skill, type: Self.kind, id: id, user: user, policy: policy, on: connection)
             return try await store.json(Self.kind, id, Self.modelJSON, on: connection)
         }
         return JSONResponse.text(json)
@@ -458,7 +483,7 @@ struct SkillsController {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
         let json = try await history.transaction { connection -> String in
-            _ = try await checked(id, user, "write", denied: Self.unauthorized, lock: true, on: connection)
+            _ = try await checked(id, user, "write", missing: .notFound, denied: .unauthorized, lock: true, on: connection)
             try await connection.query(
                 """
                 UPDATE chat.plugins SET is_active = NOT is_active, updated_at = \(Int(Date().timeIntervalSince1970))
@@ -473,32 +498,39 @@ struct SkillsController {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
         try await history.transaction { connection in
-            _ = try await checked(id, user, "write", denied: Self.unauthorized, lock: true, on: connection)
-            try await store.deleteRows(Self.kind, ids: [id], on: connection)
+            _ = try await checked(id, user, "write", missing: .notFound, denied: .unauthorized, lock: true, on: connection)
+            try await store.delete(Self.kind, id, on: connection)
         }
         return JSONResponse.text("true")
     }
 
     // MARK: Files and versions
 
-    /// The files of the current version, or of the saved version `versionID`.
-    func versionFiles(_ id: String, _ user: Identity, versionID: String?) async throws -> (String?, [SkillFile]) {
-        try await history.postgres.withConnection { connection in
-            let row = try await checked(
-                id, user, "read", missing: APIError(.notFound, "Skill not found"), denied: APIError(.forbidden, "Access denied"),
-                on: connection)
-            guard let versionID, !versionID.isEmpty, versionID != row.versionID else {
-                return (row.versionID, Self.files(of: row.data))
-            }
-            let rows = try await connection.query(
-                """
-                SELECT snapshot::text FROM chat.plugin_history WHERE kind = 'skill' AND plugin_id = \(id) AND id = \(versionID)
-                """, logger: logger)
-            for try await snapshot in rows.decode(String.self) {
-                return (versionID, Self.files(of: JSONValue.parse(snapshot)?["data"]))
-            }
-            throw APIError(.notFound, "Skill version not found")
+    /// A readable skill with the files of its current version, or of the saved version `versionID`.
+    func versionFiles(_ id: String, _ user: Identity, versionID: String?, on connection: PostgresConnection) async throws
+        -> (row: PluginStore.Row, version: String?, files: [SkillFile])
+    {
+        let row = try await checked(id, user, "read", full: true, on: connection)
+        guard let versionID, !versionID.isEmpty, versionID != row.versionID else {
+            return (row, row.versionID, Self.files(of: row.data))
         }
+        let rows = try await connection.query(
+            "SELECT snapshot::text FROM chat.plugin_history WHERE kind = 'skill' AND plugin_id = \(id) AND id = \(versionID)",
+            logger: logger)
+        for try await snapshot in rows.decode(String.self) {
+            return (row, versionID, Self.files(of: JSONValue.parse(snapshot)?["data"]))
+        }
+        throw APIError(.notFound, "Skill version not found")
+    }
+
+    func versionFiles(_ id: String, _ user: Identity, versionID: String?) async throws -> (version: String?, files: [SkillFile]) {
+        let found = try await history.postgres.withConnection { try await versionFiles(id, user, versionID: versionID, on: $0) }
+        return (found.version, found.files)
+    }
+
+    /// The caller may read the skill (for its history).
+    func readable(_ id: String, _ user: Identity) async throws {
+        _ = try await store.checked(Self.kind, id, user, "read", admin: adminBypass, missing: Self.missing, denied: Self.denied)
     }
 
     static func summaries(_ files: [SkillFile]) -> String {
@@ -520,12 +552,8 @@ struct SkillsController {
 
     @Sendable func fileContent(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
-        let path = request.queryValue("path")
-        let version = request.queryValue("version_id")
-        let missing = [("path", path), ("version_id", version)].filter { $0.1 == nil }.map {
-            ValidationIssue(type: "missing", loc: [.string("query"), .string($0.0)], msg: "Field required", input: .null)
-        }
-        guard missing.isEmpty, let path else { throw APIError.validation(missing) }
+        let query = try requiredQuery(request, "path", "version_id")
+        let (path, version) = (query[0], query[1])
         let (_, files) = try await versionFiles(try context.parameters.require("id"), user, versionID: version)
         guard let file = files.first(where: { $0.path == path }) else { throw APIError(.notFound, "File not found") }
         let name = String(path.split(separator: "/").last ?? "file")
@@ -543,31 +571,26 @@ struct SkillsController {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
         let page = try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1
-        _ = try await versionFiles(id, user, versionID: nil)
-        return JSONResponse.text(try await store.historyPage(Self.kind, id, page: page, caller: user, auth: auth))
+        try await readable(id, user)
+        return JSONResponse.text(try await store.historyPage(Self.kind, id, page: page, caller: user))
     }
 
     @Sendable func historyEntry(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
         let entry = try context.parameters.require("entry")
-        _ = try await versionFiles(id, user, versionID: nil)
-        let rows = try await history.postgres.query(
-            """
-            SELECT \(unescaped: PluginStore.entryJSON("skill", snapshot: false)), h.snapshot::text FROM chat.plugin_history h
-            WHERE h.kind = 'skill' AND h.plugin_id = \(id) AND h.id = \(entry)
-            """, logger: logger)
-        for try await (json, snapshot) in rows.decode((String, String).self) {
-            let value = JSONValue.parse(snapshot)
-            let summary = OrderedJSON.appending(
-                OrderedJSON.object([("name", value?["name"] ?? .null), ("description", value?["description"] ?? .null)]),
-                raw: [
-                    ("meta", (value?["meta"] ?? .null).jsonText), ("content", (value?["content"] ?? .null).jsonText),
-                    ("data", "{\"files\":" + Self.summaries(Self.files(of: value?["data"])) + "}"),
-                ])
-            return JSONResponse.text(OrderedJSON.appending(json, raw: [("snapshot", summary)]))
+        try await readable(id, user)
+        let (json, _, snapshot) = try await history.postgres.withConnection {
+            try await store.entry(Self.kind, id, entry, on: $0)
         }
-        throw PluginStore.versionNotFound
+        let value = JSONValue.parse(snapshot)
+        let summary = OrderedJSON.appending(
+            OrderedJSON.object([("name", value?["name"] ?? .null), ("description", value?["description"] ?? .null)]),
+            raw: [
+                ("meta", (value?["meta"] ?? .null).jsonText), ("content", (value?["content"] ?? .null).jsonText),
+                ("data", "{\"files\":" + Self.summaries(Self.files(of: value?["data"])) + "}"),
+            ])
+        return JSONResponse.text(OrderedJSON.appending(json, raw: [("snapshot", summary)]))
     }
 
     @Sendable func deleteHistoryEntry(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -575,9 +598,7 @@ struct SkillsController {
         let id = try context.parameters.require("id")
         let entry = try context.parameters.require("entry")
         try await history.transaction { connection in
-            let row = try await checked(
-                id, user, "write", missing: APIError(.notFound, "Skill not found"), denied: APIError(.forbidden, "Access denied"),
-                lock: true, on: connection)
+            let row = try await checked(id, user, "write", lock: true, on: connection)
             try await store.deleteEntry(Self.kind, id, entry, current: row.versionID, on: connection)
         }
         return JSONResponse.text("true")
@@ -598,9 +619,7 @@ struct SkillsController {
         let id = try context.parameters.require("id")
         let form = try JSONBody.decode(SetVersionForm.self, from: try await history.body(request))
         let json = try await history.transaction { connection -> String in
-            let row = try await checked(
-                id, user, "write", missing: APIError(.notFound, "Skill not found"), denied: APIError(.forbidden, "Access denied"),
-                lock: true, on: connection)
+            let row = try await checked(id, user, "write", lock: true, on: connection)
             guard form.expectedVersionID == row.versionID else { throw Self.versionConflict(row.versionID) }
             let updated = try await connection.query(
                 """
@@ -635,16 +654,11 @@ struct SkillsController {
         let user = try context.requireVerified()
         let source = try context.parameters.require("id")
         let form = try JSONBody.decode(CloneForm.self, from: try await history.body(request))
-        let (_, files) = try await versionFiles(source, user, versionID: form.versionID)
+        let policy = try await mayCreate(user)
         let json = try await history.transaction { connection -> String in
-            guard let row = try await store.row(Self.kind, source, on: connection) else { throw APIError.notFound }
-            var copy = try JSONDecoder().decode(
-                SkillForm.self,
-                from: Data(OrderedJSON.object([("id", .string(form.id)), ("name", .string(form.name))]).utf8))
-            copy.description = row.description
-            copy.meta = row.meta
-            copy.files = files
-            try await insert(copy, user: user, grants: [], active: row.isActive, on: connection)
+            let (row, _, files) = try await versionFiles(source, user, versionID: form.versionID, on: connection)
+            let copy = SkillForm(id: form.id, name: form.name, description: row.description, meta: row.meta, files: files)
+            try await insert(copy, user: user, policy: policy, grants: [], active: row.isActive, on: connection)
             return try await store.json(Self.kind, copy.normalizedID, Self.modelJSON, on: connection)
         }
         return JSONResponse.text(json)

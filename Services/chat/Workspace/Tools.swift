@@ -27,13 +27,12 @@ struct PluginForm: Decodable {
 struct ToolsController {
     let store: PluginStore
     let policies: PolicyCache
-    let auth: AuthLookup
     let adminBypass: Bool
     var history: ChatHistory { store.history }
-    var grants: GrantStore { GrantStore(logger: store.logger) }
     var logger: Logger { store.logger }
     static let kind = "tool"
-    static let unauthorized = APIError(.unauthorized, ErrorText.unauthorized)
+    /// Meta keys the original derives from the code, left out of versions.
+    static let derived = ["manifest", "has_user_valves"]
 
     var routes: RouteCollection<ServiceRequestContext> {
         let routes = RouteCollection(context: ServiceRequestContext.self)
@@ -78,50 +77,31 @@ struct ToolsController {
 
     /// The original's `ToolMeta` of a form and the code: declared keys first, `manifest` from the frontmatter,
     /// `has_user_valves` from a `UserValves` class inside the module.
-    static func meta(_ form: [String: JSONValue], content: String) -> String {
-        PluginSource.ordered(
+    static func meta(_ form: [String: JSONValue], content: String) -> (value: JSONValue, text: String) {
+        PluginSource.meta(
             [
                 ("i18n", form["i18n"] ?? .null), ("description", form["description"] ?? .null),
-                ("manifest", .object(Dictionary(PluginSource.frontmatter(content), uniquingKeysWith: { $1 }))),
+                ("manifest", PluginSource.frontmatter(content)),
                 ("has_user_valves", .bool(PluginSource.declares("UserValves", in: content, topLevel: false))),
             ], extras: form)
     }
 
-    /// `tool_snapshot`: name, code and meta without what is derived from the code.
-    static func snapshot(name: String, content: String?, meta: JSONValue?) -> String {
-        var meta = meta?.objectValue ?? [:]
-        if meta["description"] == nil { meta["description"] = .null }
-        if meta["i18n"].map({ $0 == .null || $0 == .object([:]) }) ?? false { meta["i18n"] = nil }
-        meta["manifest"] = nil
-        meta["has_user_valves"] = nil
-        return OrderedJSON.object([("name", .string(name)), ("content", .string(content ?? "")), ("meta", .object(meta))])
-    }
-
     // MARK: Access
 
-    func visible(_ sql: inout SQLBuilder, _ user: Identity, permission: String = "read") {
-        if user.isAdmin && adminBypass {
-            sql.append("true")
-        } else {
-            GrantStore.ownedOrGranted(&sql, type: Self.kind, alias: "t", user: user, permission: permission)
-        }
-    }
-
-    func may(_ permission: String, _ id: String, _ row: PluginStore.Row, _ user: Identity, on connection: PostgresConnection)
-        async throws -> Bool
-    {
-        if user.isAdmin || row.owner == user.userID { return true }
-        return try await grants.has(permission, type: Self.kind, id: id, user: user, on: connection)
-    }
-
-    /// The tool after a check: `missing` when unknown, `denied` when the caller may not `permission` it.
+    /// The tool after a check (any admin passes): `missing` when unknown, `denied` when not the caller's to `permission`.
     func checked(
         _ id: String, _ user: Identity, _ permission: String, missing: APIError = .notFound,
-        denied: APIError = .accessProhibited, lock: Bool = false, on connection: PostgresConnection
+        denied: APIError = .accessProhibited, full: Bool = false, lock: Bool = false, on connection: PostgresConnection
     ) async throws -> PluginStore.Row {
-        guard let row = try await store.row(Self.kind, id, on: connection, lock: lock) else { throw missing }
-        guard try await may(permission, id, row, user, on: connection) else { throw denied }
-        return row
+        try await store.checked(
+            Self.kind, id, user, permission, admin: true, missing: missing, denied: denied, full: full, lock: lock,
+            on: connection)
+    }
+
+    func checked(_ id: String, _ user: Identity, _ permission: String, missing: APIError = .notFound,
+        denied: APIError = .accessProhibited
+    ) async throws -> PluginStore.Row {
+        try await store.checked(Self.kind, id, user, permission, admin: true, missing: missing, denied: denied)
     }
 
     // MARK: Lists
@@ -155,13 +135,12 @@ struct ToolsController {
         -> [(item: String, owner: String, specs: String, userValves: Bool, writable: Bool)]
     {
         var sql = SQLBuilder("SELECT ")
-        let writer = user.isAdmin && adminBypass
-            ? "true" : GrantStore.ownedOrGrantedSQL(&sql, type: Self.kind, alias: "t", user: user, permission: "write")
+        let writer = GrantStore.writeAccessSQL(&sql, type: Self.kind, alias: "t", user: user, bypass: adminBypass)
         sql.append(
             Self.responseJSON + "::text, t.user_id, coalesce(t.specs, '[]')::text,"
                 + " coalesce(t.meta ->> 'has_user_valves', '') = 'true', " + writer
                 + " FROM chat.plugins t WHERE t.kind = 'tool' AND ")
-        visible(&sql, user)
+        GrantStore.visible(&sql, type: Self.kind, alias: "t", user: user, bypass: adminBypass)
         if let query, !query.isEmpty {
             sql.append(" AND strpos(lower(t.name), lower(\(sql.placeholder(for: query)))) > 0")
         }
@@ -172,19 +151,19 @@ struct ToolsController {
         {
             rows.append(row)
         }
-        let owners = try await OwnerLookup(auth: auth).owners(Set(rows.map(\.1)), caller: user)
-        return rows.map { ($0.0, owners[$0.1] ?? "null", $0.2, $0.3, $0.4) }
+        let owners = try await OwnerLookup(auth: store.auth).owners(Set(rows.map(\.1)), caller: user)
+        return rows.map { ($0.0, owners[$0.1]?.jsonText ?? "null", $0.2, $0.3, $0.4) }
     }
 
     @Sendable func export(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         if !user.isAdmin {
-            guard try await policies.policy(user.userID).allows("workspace.tools_export") else { throw Self.unauthorized }
+            guard try await policies.policy(user.userID).allows("workspace.tools_export") else { throw APIError.unauthorized }
         }
         var sql = SQLBuilder(
             "SELECT coalesce(json_agg(j ORDER BY u DESC, s DESC), '[]')::text FROM (SELECT " + Self.modelJSON
                 + " AS j, t.updated_at AS u, t.seq AS s FROM chat.plugins t WHERE t.kind = 'tool' AND ")
-        visible(&sql, user, permission: "write")
+        GrantStore.visible(&sql, type: Self.kind, alias: "t", user: user, bypass: adminBypass, permission: "write")
         sql.append(") x")
         for try await json in try await history.postgres.query(sql.query, logger: logger).decode(String.self) {
             return JSONResponse.text(json)
@@ -204,42 +183,44 @@ struct ToolsController {
 
     @Sendable func valvesSpec(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
-        let id = try context.parameters.require("id")
-        _ = try await history.postgres.withConnection { try await checked(id, user, "read", on: $0) }
+        _ = try await checked(try context.parameters.require("id"), user, "read")
         throw PluginStore.needsCode("tools")
     }
 
     // MARK: One tool
 
-    static let idRule = APIError(.badRequest, "Only alphanumeric characters and underscores are allowed in the id")
-    static let idTaken = APIError(.badRequest, "Uh-oh! This id is already registered. Please choose another id string.")
-
     @Sendable func create(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let policy = try await policies.policy(user.userID)
         guard user.isAdmin || policy.allows("workspace.tools") || policy.allows("workspace.tools_import") else {
-            throw Self.unauthorized
+            throw APIError.unauthorized
         }
-        let form = try JSONBody.decode(PluginForm.self, from: try await history.body(request))
-        guard PluginSource.isIdentifier(form.id) else { throw Self.idRule }
+        let form = try await JSONBody.decode(PluginForm.self, from: request)
+        guard PluginSource.isIdentifier(form.id) else { throw PluginStore.idRule }
         let id = form.id.lowercased()
         let content = PluginSource.replacingImports(form.content)
+        guard PluginSource.declares("Tools", in: content, topLevel: true) else {
+            throw APIError(.badRequest, "[ERROR: Error creating tool]")
+        }
         let chosen = SharingPolicy.tool.allowed(AccessGrant.normalize(form.accessGrants), user: user, policy: policy)
         let meta = Self.meta(form.meta, content: content)
         let now = Int(Date().timeIntervalSince1970)
         let json = try await history.transaction { connection -> String in
-            guard try await !store.exists(Self.kind, id, on: connection) else { throw Self.idTaken }
-            guard PluginSource.declares("Tools", in: content, topLevel: true) else {
-                throw APIError(.badRequest, "[ERROR: Error creating tool]")
+            var insert = SQLBuilder(
+                "INSERT INTO chat.plugins (kind, id, user_id, name, content, specs, meta, created_at, updated_at) VALUES ('tool', ")
+            for value in [id, user.userID, form.name, content] {
+                insert.bind(value)
+                insert.append(", ")
             }
-            try await connection.query(
-                """
-                INSERT INTO chat.plugins (kind, id, user_id, name, content, specs, meta, created_at, updated_at)
-                VALUES ('tool', \(id), \(user.userID), \(form.name), \(content), '[]', \(meta)::json, \(now), \(now))
-                """, logger: logger)
-            try await grants.replace(chosen, type: Self.kind, id: id, now: now, on: connection)
+            insert.append("'[]', ")
+            insert.bind(meta.text)
+            insert.append("::json, \(now), \(now))")
+            try await store.insert(insert, on: connection)
+            try await store.grants.replace(chosen, type: Self.kind, id: id, now: now, on: connection)
             try await store.addVersion(
-                Self.kind, id, snapshot: Self.snapshot(name: form.name, content: content, meta: JSONValue.parse(meta)),
+                Self.kind, id,
+                snapshot: PluginStore.snapshotText(
+                    PluginStore.snapshot(name: form.name, content: content, meta: meta.value, dropping: Self.derived)),
                 parent: nil, user: user.userID, message: form.commitMessage, now: now, on: connection)
             return try await store.json(Self.kind, id, Self.responseJSON, on: connection)
         }
@@ -251,13 +232,22 @@ struct ToolsController {
         let id = try context.parameters.require("id")
         let json = try await history.postgres.withConnection { connection -> String in
             let row = try await checked(id, user, "read", on: connection)
-            var writable = (user.isAdmin && adminBypass) || row.owner == user.userID
-            if !writable { writable = try await grants.has("write", type: Self.kind, id: id, user: user, on: connection) }
-            let specs = try await store.json(Self.kind, id, "coalesce(t.specs, '[]')", on: connection)
-            var extra: [(String, String)] = [("user", "null"), ("write_access", "\(writable)")]
-            if writable { extra.append(("content", JSONValue(row.content).jsonText)) }
-            extra.append(("specs", specs))
-            return OrderedJSON.appending(try await store.json(Self.kind, id, Self.responseJSON, on: connection), raw: extra)
+            let writable =
+                try await store.grants.permits(
+                    "write", type: Self.kind, id: id, owner: row.owner, user: user, admin: adminBypass, on: connection)
+            // `content` only for those who may change it, as the original.
+            let extra =
+                "json_build_object('user', NULL, 'write_access', \(writable)" + (writable ? ", 'content', t.content" : "")
+                + ", 'specs', coalesce(t.specs, '[]'))::text"
+            let rows = try await connection.query(
+                """
+                SELECT \(unescaped: Self.responseJSON)::text, \(unescaped: extra) FROM chat.plugins t
+                WHERE t.kind = 'tool' AND t.id = \(id)
+                """, logger: logger)
+            for try await (item, parts) in rows.decode((String, String).self) {
+                return OrderedJSON.appending(item, rawObject: parts)
+            }
+            throw APIError.notFound
         }
         return JSONResponse.text(json)
     }
@@ -265,61 +255,36 @@ struct ToolsController {
     @Sendable func update(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let form = try JSONBody.decode(PluginForm.self, from: try await history.body(request))
+        let form = try await JSONBody.decode(PluginForm.self, from: request)
         let policy = try await policies.policy(user.userID)
+        let content = PluginSource.replacingImports(form.content)
         let json = try await history.transaction { connection -> String in
             let row = try await checked(
-                id, user, "write", missing: APIError(.unauthorized, ErrorText.notFound), denied: Self.unauthorized,
-                lock: true, on: connection)
+                id, user, "write", missing: .notFoundUnauthorized, denied: .unauthorized, full: true, lock: true,
+                on: connection)
             let mayChangeCode = user.isAdmin || policy.allows("workspace.tools") || policy.allows("workspace.tools_import")
-            if form.content != row.content, !mayChangeCode { throw Self.unauthorized }
-            let content = PluginSource.replacingImports(form.content)
+            if form.content != row.content, !mayChangeCode { throw APIError.unauthorized }
             guard PluginSource.declares("Tools", in: content, topLevel: true) else {
                 throw APIError(.badRequest, "No Tools class found in the module")
             }
             let meta = Self.meta(form.meta, content: content)
-            try await save(
-                id, name: form.name, content: content, meta: meta, row: row, user: user, message: form.commitMessage,
-                on: connection)
+            try await store.save(
+                Self.kind, id, name: form.name, content: content, meta: meta.value, metaText: meta.text, row: row,
+                derived: Self.derived, user: user, message: form.commitMessage, on: connection)
             return try await store.json(Self.kind, id, Self.modelJSON, on: connection)
         }
         return JSONResponse.text(json)
     }
 
-    /// Writes name, code and meta; a new version when the snapshot changed (or there was none).
-    func save(
-        _ id: String, name: String, content: String, meta: String, row: PluginStore.Row, user: Identity,
-        message: String?, versionID: String? = nil, on connection: PostgresConnection
-    ) async throws {
-        let now = Int(Date().timeIntervalSince1970)
-        try await connection.query(
-            """
-            UPDATE chat.plugins SET name = \(name), content = \(content), meta = \(meta)::json, updated_at = \(now)
-            WHERE kind = 'tool' AND id = \(id)
-            """, logger: logger)
-        if let versionID {
-            try await connection.query(
-                "UPDATE chat.plugins SET version_id = \(versionID) WHERE kind = 'tool' AND id = \(id)", logger: logger)
-            return
-        }
-        let before = Self.snapshot(name: row.name, content: row.content, meta: row.meta)
-        let after = Self.snapshot(name: name, content: content, meta: JSONValue.parse(meta))
-        if JSONValue.parse(before) != JSONValue.parse(after) || row.versionID == nil {
-            try await store.addVersion(
-                Self.kind, id, snapshot: after, parent: row.versionID, user: user.userID, message: message, now: now,
-                on: connection)
-        }
-    }
-
     @Sendable func updateAccess(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let form = try JSONBody.decode(AccessGrantsForm.self, from: try await history.body(request))
+        let form = try await JSONBody.decode(AccessGrantsForm.self, from: request)
         let policy = try await policies.policy(user.userID)
         let json = try await history.transaction { connection -> String in
-            _ = try await checked(id, user, "write", denied: Self.unauthorized, lock: true, on: connection)
-            let chosen = try SharingPolicy.tool.validate(AccessGrant.normalize(form.accessGrants), user: user, policy: policy)
-            try await grants.replace(chosen, type: Self.kind, id: id, now: Int(Date().timeIntervalSince1970), on: connection)
+            _ = try await checked(id, user, "write", denied: .unauthorized, lock: true, on: connection)
+            try await store.grants.replaceValidated(
+                form, sharing: .tool, type: Self.kind, id: id, user: user, policy: policy, on: connection)
             return try await store.json(Self.kind, id, Self.modelJSON, on: connection)
         }
         return JSONResponse.text(json)
@@ -330,9 +295,8 @@ struct ToolsController {
         let id = try context.parameters.require("id")
         try await history.transaction { connection in
             _ = try await checked(
-                id, user, "write", missing: APIError(.unauthorized, ErrorText.notFound), denied: Self.unauthorized,
-                lock: true, on: connection)
-            try await store.deleteRows(Self.kind, ids: [id], on: connection)
+                id, user, "write", missing: .notFoundUnauthorized, denied: .unauthorized, lock: true, on: connection)
+            try await store.delete(Self.kind, id, on: connection)
         }
         return JSONResponse.text("true")
     }
@@ -342,73 +306,71 @@ struct ToolsController {
     @Sendable func valves(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        _ = try await history.postgres.withConnection { try await checked(id, user, "write", on: $0) }
-        return JSONResponse.text(try await store.valves(Self.kind, id))
+        _ = try await checked(id, user, "write")
+        return JSONResponse.text(try await store.valves(Self.kind, id, missing: .notFound))
     }
 
     @Sendable func updateValves(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let body = try PluginStore.valvesBody(try await history.body(request))
-        _ = try await history.postgres.withConnection {
-            try await checked(
-                id, user, "write", missing: APIError(.unauthorized, ErrorText.notFound),
-                denied: APIError(.badRequest, ErrorText.accessProhibited), on: $0)
-        }
-        return JSONResponse.text(try await store.setValves(Self.kind, id, body))
+        let body = try await PluginStore.valvesBody(request)
+        _ = try await checked(
+            id, user, "write", missing: .notFoundUnauthorized, denied: APIError(.badRequest, ErrorText.accessProhibited))
+        return JSONResponse.text(try await store.setValves(Self.kind, id, body, missing: .notFoundUnauthorized))
     }
 
     @Sendable func userValves(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        _ = try await history.postgres.withConnection { try await checked(id, user, "read", on: $0) }
+        _ = try await checked(id, user, "read")
         return JSONResponse.text(try await store.userValves(Self.kind, id, user: user.userID))
     }
 
     @Sendable func updateUserValves(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let body = try PluginStore.valvesBody(try await history.body(request))
-        _ = try await history.postgres.withConnection { try await checked(id, user, "read", on: $0) }
-        return JSONResponse.text(try await store.setUserValves(Self.kind, id, user: user.userID, body))
+        let body = try await PluginStore.valvesBody(request)
+        _ = try await checked(id, user, "read")
+        return JSONResponse.text(try await store.setUserValves(Self.kind, id, user: user.userID, body, missing: .notFound))
     }
 
     // MARK: History
 
-    /// `require_tool_history_access`: the owner, a write grant, or an admin with the bypass.
-    func historyAccess(_ id: String, _ user: Identity, on connection: PostgresConnection) async throws -> PluginStore.Row {
-        guard let row = try await store.row(Self.kind, id, on: connection) else { throw APIError(.notFound, "Not found") }
-        if (user.isAdmin && adminBypass) || row.owner == user.userID { return row }
-        guard try await grants.has("write", type: Self.kind, id: id, user: user, on: connection) else {
-            throw APIError.accessProhibited
-        }
-        return row
+    /// `require_tool_history_access`: the owner, a write grant, or an admin with the bypass; 404 "Not found".
+    func historyAccess(
+        _ id: String, _ user: Identity, full: Bool = false, lock: Bool = false, on connection: PostgresConnection
+    ) async throws -> PluginStore.Row {
+        try await store.checked(
+            Self.kind, id, user, "write", admin: adminBypass, missing: APIError(.notFound, "Not found"),
+            denied: .accessProhibited, full: full, lock: lock, on: connection)
+    }
+
+    func historyAccess(_ id: String, _ user: Identity) async throws {
+        _ = try await history.postgres.withConnection { try await historyAccess(id, user, on: $0) }
     }
 
     @Sendable func historyList(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
         let page = try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1
-        _ = try await history.postgres.withConnection { try await historyAccess(id, user, on: $0) }
-        return JSONResponse.text(try await store.historyPage(Self.kind, id, page: page, caller: user, auth: auth))
+        try await historyAccess(id, user)
+        return JSONResponse.text(try await store.historyPage(Self.kind, id, page: page, caller: user))
     }
 
     @Sendable func historyEntry(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let entry = try context.parameters.require("entry")
-        _ = try await history.postgres.withConnection { try await historyAccess(id, user, on: $0) }
-        return JSONResponse.text(try await store.entry(Self.kind, id, entry, caller: user, auth: auth).json)
+        try await historyAccess(id, user)
+        return JSONResponse.text(
+            try await store.entryWithAuthor(Self.kind, id, try context.parameters.require("entry"), caller: user))
     }
 
     @Sendable func diff(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let (from, to) = try diffQuery(request)
-        _ = try await history.postgres.withConnection { try await historyAccess(id, user, on: $0) }
-        let before = try await store.entry(Self.kind, id, from, caller: user, auth: auth).snapshot
-        let after = try await store.entry(Self.kind, id, to, caller: user, auth: auth).snapshot
-        return JSONResponse.text(PluginStore.diff(from: from, to: to, before, after))
+        let ids = try requiredQuery(request, "from_id", "to_id")
+        try await historyAccess(id, user)
+        return JSONResponse.text(try await store.diff(Self.kind, id, from: ids[0], to: ids[1]))
     }
 
     @Sendable func deleteHistoryEntry(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -416,7 +378,7 @@ struct ToolsController {
         let id = try context.parameters.require("id")
         let entry = try context.parameters.require("entry")
         try await history.transaction { connection in
-            let row = try await historyAccess(id, user, on: connection)
+            let row = try await historyAccess(id, user, lock: true, on: connection)
             try await store.deleteEntry(Self.kind, id, entry, current: row.versionID, on: connection)
         }
         return JSONResponse.text("true")
@@ -426,18 +388,16 @@ struct ToolsController {
     @Sendable func setVersion(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        let form = try JSONBody.decode(VersionForm.self, from: try await history.body(request))
-        _ = try await history.postgres.withConnection { try await historyAccess(id, user, on: $0) }
-        let snapshot = try await store.entry(Self.kind, id, form.versionID, caller: user, auth: auth).snapshot
+        let form = try await JSONBody.decode(VersionForm.self, from: request)
         let json = try await history.transaction { connection -> String in
-            let row = try await checked(
-                id, user, "write", missing: APIError(.unauthorized, ErrorText.notFound), denied: Self.unauthorized,
-                lock: true, on: connection)
-            let content = snapshot["content"]?.stringValue ?? ""
-            try await save(
-                id, name: snapshot["name"]?.stringValue ?? row.name, content: content,
-                meta: Self.meta(snapshot["meta"]?.objectValue ?? [:], content: content), row: row, user: user,
-                message: nil, versionID: form.versionID, on: connection)
+            let row = try await historyAccess(id, user, full: true, lock: true, on: connection)
+            let snapshot = JSONValue.parse(try await store.entry(Self.kind, id, form.versionID, on: connection).snapshot)
+            let content = snapshot?["content"]?.stringValue ?? ""
+            let meta = Self.meta(snapshot?["meta"]?.objectValue ?? [:], content: content)
+            try await store.save(
+                Self.kind, id, name: snapshot?["name"]?.stringValue ?? row.name, content: content, meta: meta.value,
+                metaText: meta.text, row: row, derived: Self.derived, user: user, message: nil,
+                versionID: form.versionID, on: connection)
             return try await store.json(Self.kind, id, Self.modelJSON, on: connection)
         }
         return JSONResponse.text(json)
@@ -451,15 +411,3 @@ struct VersionForm: Decodable {
         case versionID = "version_id"
     }
 }
-
-/// `from_id` and `to_id` of a diff, both required (422 as FastAPI's when missing).
-func diffQuery(_ request: Request) throws -> (String, String) {
-    let from = request.queryValue("from_id")
-    let to = request.queryValue("to_id")
-    let missing = [("from_id", from), ("to_id", to)].filter { $0.1 == nil }.map {
-        ValidationIssue(type: "missing", loc: [.string("query"), .string($0.0)], msg: "Field required", input: .null)
-    }
-    guard missing.isEmpty, let from, let to else { throw APIError.validation(missing) }
-    return (from, to)
-}
-

@@ -1,12 +1,19 @@
 // A line diff that gives the same hunks as the original's `difflib.unified_diff` (its longest-matching-block
 // algorithm, three lines of context, headers without dates), for the prompt history's `content_diff`.
 import Foundation
+import Shared
 
 enum UnifiedDiff {
+    /// Texts longer than this (in lines, both sides together) are not compared: the matching can take time
+    /// that grows with the square of the length.
+    static let maxLines = 20_000
+    static let tooLong = APIError(.badRequest, "These versions are too long to compare line by line.")
+
     /// The diff lines of `old` against `new` (no line terminators), or nothing when their lines are equal.
-    static func lines(_ old: String, _ new: String, fromFile: String, toFile: String, context: Int = 3) -> [String] {
+    static func lines(_ old: String, _ new: String, fromFile: String, toFile: String, context: Int = 3) throws -> [String] {
         let a = splitLines(old)
         let b = splitLines(new)
+        guard a.count + b.count <= maxLines else { throw tooLong }
         // Lines compare by their exact code points, as Python's strings do.
         var ids: [[UInt32]: Int] = [:]
         func id(_ line: String) -> Int {

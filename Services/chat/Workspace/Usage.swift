@@ -1,5 +1,5 @@
-// GET /api/usage: the models in use right now (sockets that sent `usage` in the last 3 seconds, as realtime
-// records them) and how many users were active in the last 3 minutes (as the gateways record them).
+// GET /api/usage: the models in use right now (a socket sent `usage` for them in the last 3 seconds, as realtime
+// records it) and how many users were active in the last 3 minutes (as the gateways record them).
 import Foundation
 import Hummingbird
 import Shared
@@ -21,21 +21,11 @@ struct UsageController {
             throw APIError(.forbidden, "Access denied. Only administrators can view usage statistics.")
         }
         let now = Int(Date().timeIntervalSince1970)
-        var models: [(String, Int)] = []
-        var cursor = "0"
-        repeat {
-            let reply = try await redis.send(["SCAN", cursor, "MATCH", "skiff:rt:usage:*", "COUNT", "200"])
-            guard let parts = reply.array, parts.count == 2 else { break }
-            cursor = parts[0].string ?? "0"
-            for key in parts[1].array ?? [] {
-                guard let key = key.string else { continue }
-                let recent = try await redis.send(["ZRANGEBYSCORE", key, String(now - 3), "+inf", "WITHSCORES"])
-                let scores = (recent.array ?? []).enumerated().filter { $0.offset % 2 == 1 }.compactMap { $0.element.int }
-                if let first = scores.min() { models.append((String(key.dropFirst("skiff:rt:usage:".count)), first)) }
-            }
-        } while cursor != "0"
-        let active = try await redis.send(["ZCOUNT", "skiff:active_users", String(now - 180), "+inf"]).int ?? 0
-        let ids = models.sorted { ($0.1, $0.0) < ($1.1, $1.0) }.map { JSONValue.string($0.0) }
+        let models = try await redis.send(
+            ["ZRANGEBYSCORE", UsageKeys.models, "(" + String(now - UsageKeys.modelWindow), "+inf"]
+        ).array?.compactMap(\.string) ?? []
+        let active = try await redis.send(["ZCOUNT", UsageKeys.users, String(now - UsageKeys.userWindow), "+inf"]).int ?? 0
+        let ids = models.map(JSONValue.string)
         return JSONResponse.text(OrderedJSON.object([("model_ids", .array(ids)), ("user_count", .int(active))]))
     }
 }
