@@ -2,6 +2,7 @@
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
+import NIOCore
 import Shared
 
 let config = ServiceConfig(defaultPort: 8082)
@@ -14,7 +15,12 @@ router.addRoutes(chats.routes, atPath: "/api/v1/chats")
 router.addRoutes(chats.extraRoutes, atPath: "/api/v1/chats")
 router.addRoutes(chats.internalRoutes, atPath: "/internal/chats")
 router.addRoutes(FoldersController(history: history).routes, atPath: "/api/v1/folders")
-let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+var clientConfiguration = HTTPClient.Configuration()
+// Many completions stream from one provider at once: one connection each, not the default eight per host.
+clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
+clientConfiguration.timeout = .init(connect: .seconds(5))
+clientConfiguration.tracing.tracer = nil
+let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
 let auth = AuthLookup(
     client: httpClient, baseURL: config.environment.string("SKIFF_AUTH_URL", default: "http://127.0.0.1:8081"),
     internalSecret: config.internalSecret)
@@ -46,6 +52,41 @@ router.addRoutes(
         publicCount: config.environment.bool("ENABLE_PUBLIC_ACTIVE_USERS_COUNT", default: true)
     ).routes, atPath: "/api/usage")
 
+// Models and completions.
+let env = config.environment
+let providerSettings = ProviderSettingsStore(base: ProviderSettings.fromEnvironment(env), store: history.chats)
+let modelListTimeout = TimeAmount.seconds(Int64(env.int("AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST", default: 10)))
+let registry = ModelRegistry(
+    bases: BaseModelCache(
+        settings: providerSettings, client: httpClient, logger: runtime.logger,
+        lifetime: .seconds(env.int("MODELS_CACHE_TTL", default: 1)), timeout: modelListTimeout),
+    store: CustomModelStore(postgres: runtime.postgres, logger: runtime.logger), adminBypass: adminBypass,
+    modelBypass: env.bool("BYPASS_MODEL_ACCESS_CONTROL", default: false))
+let usageRecorder = UsageRecorder(postgres: runtime.postgres, logger: runtime.logger)
+let providerRelay = ProviderRelay(
+    client: httpClient, usage: usageRecorder, logger: runtime.logger,
+    timeout: env.string("AIOHTTP_CLIENT_TIMEOUT").flatMap { Int64($0) }.map { TimeAmount.seconds($0) })
+let chatTasks = ChatTasks(
+    history: history, relay: providerRelay, registry: registry, redis: runtime.redis, logger: runtime.logger,
+    taskModel: env.string("TASK_MODEL"), taskModelExternal: env.string("TASK_MODEL_EXTERNAL"))
+let modelsController = ModelsController(registry: registry, policies: policies, owners: OwnerLookup(auth: auth))
+router.addRoutes(modelsController.listRoutes, atPath: "/api/models")
+router.addRoutes(modelsController.routes, atPath: "/api/v1/models")
+let completions = CompletionsController(registry: registry, settings: providerSettings, relay: providerRelay, tasks: chatTasks)
+router.addRoutes(completions.routes, atPath: "/api/chat")
+router.addRoutes(completions.routes, atPath: "/api/v1/chat")
+router.addRoutes(completions.routes, atPath: "/api/openai/v1/chat")
+let providerRoutes = ProviderRoutes(settings: providerSettings, registry: registry, relay: providerRelay, verifyTimeout: modelListTimeout)
+router.addRoutes(providerRoutes.openAIRoutes, atPath: "/openai")
+router.addRoutes(providerRoutes.ollamaRoutes, atPath: "/ollama")
+let taskRoutes = TaskRoutes(tasks: chatTasks, history: history)
+router.addRoutes(taskRoutes.routes, atPath: "/api/tasks")
+let taskStops = try RedisSubscriber(
+    address: RedisAddress(url: config.redisURL), channels: [ChatTasks.stopChannel], logger: runtime.logger
+) { message in
+    chatTasks.cancelLocal(message.payload)
+}
+
 let relay = OutboxRelay(outbox: history.outbox, postgres: runtime.postgres, redis: runtime.redis, logger: runtime.logger)
 // A deleted user's chats, folders, tags and shares go too; the consumer group makes sure one replica does it
 // even if the one that read the event died first.
@@ -54,10 +95,13 @@ let accountEvents = StreamConsumer(
 ) { event in
     guard event.type == "user.deleted", let userID = event.data["user_id"]?.stringValue else { return }
     try await history.chats.deleteUserData(userID: userID)
+    try await registry.store.deleteUserData(userID: userID)
 }
 let app = runtime.makeApplication(
     router: router, schema: "chat",
     migrations: Bundle.module.url(forResource: "Migrations", withExtension: nil)!,
-    services: [relay, accountEvents])
+    services: [relay, accountEvents, usageRecorder, taskStops])
 try await app.runUntilStopped()
+await chatTasks.cancelAll()
+await usageRecorder.flush()
 try await httpClient.shutdown().get()

@@ -7,7 +7,7 @@ enum RouteMap {
     static let prefixes: [(prefix: String, upstream: Upstream)] = [
         ("/api/v1/auths", .auth), ("/api/v1/users", .auth), ("/api/v1/groups", .auth), ("/api/config", .auth), ("/api/v1/configs", .auth),
         ("/api/v1/chats", .chat), ("/api/v1/folders", .chat), ("/api/v1/models", .chat), ("/api/models", .chat),
-        ("/api/chat", .chat), ("/api/v1/prompts", .chat), ("/api/v1/skills", .chat), ("/api/v1/tools", .chat), ("/api/v1/functions", .chat),
+        ("/api/chat", .chat), ("/api/v1/chat", .chat), ("/api/openai", .chat), ("/api/v1/prompts", .chat), ("/api/v1/skills", .chat), ("/api/v1/tools", .chat), ("/api/v1/functions", .chat),
         ("/api/v1/tasks", .chat), ("/api/tasks", .chat), ("/api/v1/memories", .chat), ("/api/v1/notes", .chat),
         ("/api/v1/channels", .chat), ("/api/v1/evaluations", .chat), ("/api/embeddings", .chat),
         ("/api/v1/messages", .chat), ("/api/usage", .chat), ("/openai", .chat), ("/ollama", .chat),
@@ -44,7 +44,7 @@ enum RouteMap {
 
     /// Routes whose replies wait for a language model or document processing.
     static let longRunningPrefixes = [
-        "/api/chat", "/openai", "/ollama", "/api/v1/messages", "/api/embeddings", "/api/v1/tasks", "/api/v1/retrieval",
+        "/api/chat", "/api/v1/chat", "/api/openai", "/openai", "/ollama", "/api/v1/messages", "/api/embeddings", "/api/v1/tasks", "/api/v1/retrieval",
         "/api/v1/files", "/api/v1/knowledge", "/ws",
     ]
 

@@ -14,6 +14,8 @@ var clientConfiguration = HTTPClient.Configuration()
 clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
 clientConfiguration.timeout = .init(connect: .seconds(2))
 clientConfiguration.decompression = .disabled
+// A service's redirect (a model's picture, say) goes to the client as it is, never followed here.
+clientConfiguration.redirectConfiguration = .disallow
 // No tracer: otherwise every forwarded request builds a (no-op) span and parses its URL a second time.
 clientConfiguration.tracing.tracer = nil
 let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)

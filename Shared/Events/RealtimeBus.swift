@@ -47,6 +47,19 @@ public struct RealtimeBus: Sendable {
         }
     }
 
+    /// The same with `data` already encoded as JSON text (which keeps its key order).
+    @discardableResult
+    public func emit(raw event: String, _ data: String, to target: Target) async -> Bool {
+        let text = "{\"to\":" + target.json.jsonText + ",\"event\":" + JSONValue.string(event).jsonText + ",\"data\":" + data + "}"
+        do {
+            _ = try await redis.send(["PUBLISH", Self.channel, text])
+            return true
+        } catch {
+            logger.warning("realtime publish failed", metadata: ["event": "\(event)", "error": "\(error)"])
+            return false
+        }
+    }
+
     /// Every socket leaves `room` (a deleted note's rooms, say).
     public func closeRoom(_ room: String) async {
         await control(["control": .string("close"), "room": .string(room)])

@@ -390,6 +390,9 @@ class Stack:
                 "SKIFF_BCRYPT_COST": "4",
                 "GLOBAL_LOG_LEVEL": "warning",
                 "DATA_DIR": str(self.dir / "data"),
+                # No outside providers unless a test brings its fake one (CI has no network to reach them).
+                "ENABLE_OPENAI_API": "false",
+                "ENABLE_OLLAMA_API": "false",
             }
             for svc in BACKENDS:
                 env[f"SKIFF_{svc.upper()}_URL"] = f"http://127.0.0.1:{self.ports[svc]}"
