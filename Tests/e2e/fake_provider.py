@@ -2,7 +2,8 @@
 
 OpenAI-compatible, under `/v1` (`base_url`):
 - `GET /v1/models`: `fake-gpt` and `fake-mini`, owned by `fakeai`.
-- `POST /v1/chat/completions`: answers "Hello from fakeai. You said: <last user text>" as one JSON object, or
+- `POST /v1/chat/completions`: answers "Hello from fakeai. You said: <last user text>" as one JSON object (just
+  "Hello from fakeai." to a background-task prompt, one holding `<chat_history>`), or
   with `stream: true` as SSE chunks "Hello", " from", " fakeai", "." with `usage` on the last chunk and then
   `data: [DONE]`. A last user message containing "slow" streams 60 chunks 0.1 s apart (to be cut off); one
   containing "explode" gets a 500 with an OpenAI error object. Unknown models get 404.
@@ -146,7 +147,8 @@ class FakeProvider:
                 ident = "chatcmpl-fake" + hashlib.sha256(f"{time.time()}{text}".encode()).hexdigest()[:8]
                 created = int(time.time())
                 if not body.get("stream"):
-                    answer = f"Hello from fakeai. You said: {text}"
+                    # Background task prompts (titles, follow-ups) get a reply that ignores the asked format.
+                    answer = "Hello from fakeai." if "<chat_history>" in text else f"Hello from fakeai. You said: {text}"
                     self._json(200, {
                         "id": ident, "object": "chat.completion", "created": created, "model": model,
                         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},

@@ -206,17 +206,20 @@ final class ChatTasks: Sendable {
             }
             try Task.checkCancellation()
             try await finish(job, output: output)
-        } catch is CancellationError {
-            await cancelled(job, output: output)
         } catch {
-            if Task.isCancelled {
-                await cancelled(job, output: output)
-            } else {
-                let detail = (error as? APIError)?.detail.stringValue ?? "\(error)"
-                await failed(job, detail: detail)
-            }
+            // The wrap-up runs in a task of its own: a stopped task's own queries would fail as cancelled.
+            let stopped = error is CancellationError || Task.isCancelled
+            let detail = (error as? APIError)?.detail.stringValue ?? "\(error)"
+            let answer = output
+            await Task {
+                if stopped {
+                    await self.cancelled(job, output: answer)
+                } else {
+                    await self.failed(job, detail: detail)
+                }
+            }.value
         }
-        await end(job)
+        await Task { await self.end(job) }.value
     }
 
     /// One provider chunk: usage first, then a text delta as `response.output_text.delta`, other non-empty
@@ -374,7 +377,7 @@ final class ChatTasks: Sendable {
 
     func cancelled(_ job: Job, output: TaskOutput) async {
         let item = output.item(status: "incomplete")
-        _ = try? await save(job, fields: ["done": .bool(true), "output": .array([item.value]), "content": .string(output.text)])
+        _ = try? await save(job, fields: ["done": .bool(true), "output": .array([item.value]), "content": .string(output.text.trimmingCharacters(in: .whitespacesAndNewlines))])
         var data = OrderedObject()
         data.set("output", .list([item]))
         await job.emitter.emit("chat:tasks:cancel", data)
