@@ -18,7 +18,7 @@ router.addRoutes(FoldersController(history: history).routes, atPath: "/api/v1/fo
 var clientConfiguration = HTTPClient.Configuration()
 // Many completions stream from one provider at once: one connection each, not the default eight per host.
 clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
-clientConfiguration.timeout = .init(connect: .seconds(5))
+clientConfiguration.timeout = .init(connect: .seconds(2))
 clientConfiguration.tracing.tracer = nil
 let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
 let auth = AuthLookup(
