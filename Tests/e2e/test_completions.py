@@ -461,3 +461,74 @@ def test_task_mode_provider_error_is_saved(mstack, madmin, clients):
     assert error["data"]["data"] == {"error": {"content": "fakeai exploded"}, "done": True}
     answer = expect_ok(mstack.get(f"/api/v1/chats/{chat_id}", madmin["token"]))["chat"]["history"]["messages"]["a1"]
     assert answer["error"] == {"content": "fakeai exploded"} and answer["done"] is True
+
+
+# ---- custom models: history, bad input, export and import, delete
+
+
+def test_model_history_and_versions(mstack, madmin):
+    form = {"id": "historian", "base_model_id": "fake-gpt", "name": "v1", "meta": {}, "params": {"system": "one"},
+            "commit_message": "first"}
+    first = expect_ok(mstack.post("/api/v1/models/create", madmin["token"], json=form))
+    form.update(name="v2", params={"system": "two"}, commit_message="second")
+    second = expect_ok(mstack.post("/api/v1/models/model/update", madmin["token"], json=form))
+    assert second["version_id"] != first["version_id"]
+    history = expect_ok(mstack.get("/api/v1/models/model/history?id=historian", madmin["token"]))
+    assert [h["commit_message"] for h in history] == ["second", "first"] and history[0]["user"] == {"name": "Admin"}
+    assert history[0]["parent_id"] == first["version_id"]
+    entry = expect_ok(mstack.get(f"/api/v1/models/model/history/{first['version_id']}?id=historian", madmin["token"]))
+    assert entry["snapshot"]["name"] == "v1" and entry["snapshot"]["params"] == {"system": "one"}
+    expect_error(mstack.delete(f"/api/v1/models/model/history/{second['version_id']}?id=historian", madmin["token"]), 400,
+                 "Cannot delete the current version")
+    restored = expect_ok(mstack.post("/api/v1/models/model/update/version?id=historian", madmin["token"],
+                                     json={"version_id": first["version_id"]}))
+    assert restored["name"] == "v1" and restored["params"] == {"system": "one"} and restored["version_id"] == first["version_id"]
+    assert expect_ok(mstack.delete(f"/api/v1/models/model/history/{second['version_id']}?id=historian", madmin["token"])) is True
+    expect_error(mstack.get(f"/api/v1/models/model/history/{second['version_id']}?id=historian", madmin["token"]), 404,
+                 "Model version not found")
+    user = mstack.create_user(madmin["token"], role="user")
+    expect_error(mstack.get("/api/v1/models/model/history?id=historian", user["token"]), 403)
+    expect_error(mstack.get("/api/v1/models/model/history?id=nobody", madmin["token"]), 404)
+
+
+def test_model_routes_refuse_bad_input(mstack, madmin):
+    token = madmin["token"]
+    expect_422(mstack.post("/api/v1/models/create", token, json={"id": "x"}))
+    expect_422(mstack.post("/api/v1/models/create", token, json={"id": "has space", "name": "n", "meta": {}, "params": {}}))
+    expect_422(mstack.post("/api/v1/models/create", token, json={"id": "x", "name": "n", "meta": [], "params": {}}))
+    expect_422(mstack.post("/api/v1/models/create", token, data="{", headers={"Content-Type": "application/json"}))
+    expect_error(mstack.post("/api/v1/models/create", token, json={"id": "x" * 300, "name": "n", "meta": {}, "params": {}}),
+                 400, "The model id is too long. Please make sure your model id is less than 256 characters long.")
+    missing = "We could not find what you're looking for :/"
+    expect_error(mstack.post("/api/v1/models/model/toggle?id=nobody", token), 401, missing)
+    expect_error(mstack.post("/api/v1/models/model/update", token, json={"id": "nobody", "name": "n", "meta": {}, "params": {}}),
+                 401, missing)
+    expect_error(mstack.post("/api/v1/models/model/delete", token, json={"id": "nobody"}), 401, missing)
+    expect_error(mstack.get("/api/v1/models/model?id=nobody", token), 404, missing)
+    expect_422(mstack.post("/api/v1/models/model/delete", token, json={}))
+    expect_422(mstack.post("/openai/config/update", token, json={"OPENAI_API_BASE_URLS": "x", "OPENAI_API_KEYS": [],
+                                                                  "OPENAI_API_CONFIGS": {}}))
+    # Nothing of it was stored.
+    ids = [m["id"] for m in expect_ok(mstack.get("/api/v1/models/all", token))]
+    assert "x" not in ids and "has space" not in ids
+
+
+def test_export_import_tags_and_delete(mstack, madmin):
+    token = madmin["token"]
+    expect_ok(mstack.post("/api/v1/models/create", token, json={
+        "id": "tagged", "base_model_id": "fake-gpt", "name": "Tagged", "params": {},
+        "meta": {"tags": ["work", {"name": "fun"}]}}))
+    assert {"fun", "work"} <= set(expect_ok(mstack.get("/api/v1/models/tags", token)))
+    assert [m["id"] for m in expect_ok(mstack.get("/api/v1/models/list?tag=work", token))["items"]] == ["tagged"]
+    exported = expect_ok(mstack.get("/api/v1/models/export?ids=tagged", token))
+    assert [m["id"] for m in exported] == ["tagged"] and exported[0]["background_image_data"] is None
+    copy = dict(exported[0], id="tagged-copy", name="Copy")
+    assert expect_ok(mstack.post("/api/v1/models/import", token, json={"models": [copy, {"id": ""}]})) is True
+    assert expect_ok(mstack.get("/api/v1/models/model?id=tagged-copy", token))["name"] == "Copy"
+    assert expect_ok(mstack.post("/api/v1/models/model/delete", token, json={"id": "tagged-copy"})) is True
+    expect_error(mstack.get("/api/v1/models/model?id=tagged-copy", token), 404)
+    user = mstack.create_user(madmin["token"], role="user")
+    expect_error(mstack.delete("/api/v1/models/delete/all", user["token"]), 401)
+    assert expect_ok(mstack.delete("/api/v1/models/delete/all", token)) is True
+    assert expect_ok(mstack.get("/api/v1/models/all", token)) == []
+    assert "my-assistant" not in [m["id"] for m in expect_ok(mstack.get("/api/models", token))["data"]]

@@ -72,6 +72,10 @@ struct ModelsController {
         routes.post("model/update", use: update)
         routes.post("model/access/update", use: updateAccess)
         routes.post("model/delete", use: delete)
+        routes.get("model/history", use: historyList)
+        routes.get("model/history/:history_id", use: historyEntry)
+        routes.delete("model/history/:history_id", use: deleteHistory)
+        routes.post("model/update/version", use: restoreVersion)
         routes.delete("delete/all", use: deleteAll)
         return routes
     }
@@ -396,6 +400,117 @@ struct ModelsController {
             }
         }
         return JSONResponse.text("true")
+    }
+
+    // MARK: History
+
+    static let versionMissing = APIError(.notFound, "Model version not found")
+
+    /// The row whose history the caller may see: its owner, a writer, admins with the bypass.
+    func historyRow(_ request: Request, _ user: Identity) async throws -> CustomModel {
+        let row = try await row(request, missing: .notFound)
+        guard canWrite(row, user) else { throw APIError.forbidden }
+        return row
+    }
+
+    static let entryColumns = "h.id, h.model_id, h.parent_id, h.user_id, h.commit_message, h.created_at, h.snapshot"
+
+    func entries(_ sql: String, _ bindings: PostgresBindings) async throws -> [(OrderedObject, String)] {
+        let rows = try await store.postgres.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: store.logger)
+        var result: [(OrderedObject, String)] = []
+        for try await (id, model, parent, user, message, created, snapshot) in rows.decode(
+            (String, String, String?, String, String?, Int, String).self)
+        {
+            result.append((OrderedObject([
+                ("id", .string(id)), ("model_id", .string(model)), ("parent_id", parent.map(JSONValue.string) ?? .null),
+                ("user_id", .string(user)), ("commit_message", message.map(JSONValue.string) ?? .null), ("created_at", .int(created)),
+            ]), snapshot))
+        }
+        return result
+    }
+
+    func withUsers(_ items: [(OrderedObject, String)], caller: Identity) async throws -> [OrderedObject] {
+        let ids = Set(items.compactMap { $0.0["user_id"]?.stringValue })
+        let users = try await owners.owners(ids, caller: caller)
+        return items.map { item, _ in
+            var entry = item
+            entry["user"] = (entry["user_id"]?.stringValue).flatMap { users[$0] }.map { .object(["name": .string($0.name)]) } ?? .null
+            return entry
+        }
+    }
+
+    @Sendable func historyList(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let row = try await historyRow(request, user)
+        let page = max(1, try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1)
+        var bindings = PostgresBindings()
+        bindings.append(row.id)
+        bindings.append((page - 1) * 20)
+        let items = try await entries(
+            "SELECT \(Self.entryColumns) FROM chat.model_history h WHERE h.model_id = $1 ORDER BY h.seq DESC LIMIT 20 OFFSET $2",
+            bindings)
+        return JSONResponse.text("[" + (try await withUsers(items, caller: user)).map(\.text).joined(separator: ",") + "]")
+    }
+
+    func entry(_ request: Request, context: ServiceRequestContext) async throws -> (CustomModel, OrderedObject, String) {
+        let user = try context.requireVerified()
+        let row = try await historyRow(request, user)
+        var bindings = PostgresBindings()
+        bindings.append(try context.parameters.require("history_id"))
+        bindings.append(row.id)
+        guard let found = try await entries(
+            "SELECT \(Self.entryColumns) FROM chat.model_history h WHERE h.id = $1 AND h.model_id = $2", bindings
+        ).first else { throw Self.versionMissing }
+        return (row, try await withUsers([found], caller: user)[0], found.1)
+    }
+
+    @Sendable func historyEntry(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (_, entry, snapshot) = try await entry(request, context: context)
+        return JSONResponse.text(OrderedJSON.appending(entry.text, raw: [("snapshot", snapshot)]))
+    }
+
+    @Sendable func deleteHistory(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (row, entry, _) = try await entry(request, context: context)
+        let id = entry["id"]?.stringValue ?? ""
+        guard id != row.versionID else { throw APIError(.badRequest, "Cannot delete the current version") }
+        try await store.write { connection in
+            try await connection.query(
+                """
+                UPDATE chat.model_history SET parent_id = (SELECT parent_id FROM chat.model_history WHERE id = \(id))
+                WHERE parent_id = \(id)
+                """, logger: store.logger)
+            try await connection.query("DELETE FROM chat.model_history WHERE id = \(id)", logger: store.logger)
+        }
+        return JSONResponse.text("true")
+    }
+
+    struct VersionForm: Decodable {
+        var versionID: String
+        enum CodingKeys: String, CodingKey { case versionID = "version_id" }
+    }
+
+    @Sendable func restoreVersion(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        var row = try await historyRow(request, user)
+        let form = try await JSONBody.decode(VersionForm.self, from: request)
+        var bindings = PostgresBindings()
+        bindings.append(form.versionID)
+        bindings.append(row.id)
+        guard let (_, snapshotText) = try await entries(
+            "SELECT \(Self.entryColumns) FROM chat.model_history h WHERE h.id = $1 AND h.model_id = $2", bindings
+        ).first, let snapshot = JSONValue.parse(snapshotText) else { throw Self.versionMissing }
+        let baseID = snapshot["base_model_id"]?.stringValue
+        if !user.isAdmin, baseID == nil { throw APIError.forbidden }
+        let hidden = row.meta["hidden"]
+        row.name = snapshot["name"]?.stringValue ?? row.name
+        row.baseModelID = baseID
+        row.params = snapshot["params"]?.objectValue ?? [:]
+        row.meta = snapshot["meta"]?.objectValue ?? [:]
+        row.meta["hidden"] = hidden
+        row.versionID = form.versionID
+        row.updatedAt = ChatHistory.now()
+        try await store.write { try await store.upsert(row, on: $0) }
+        return JSONResponse.text(try await store.model(row.id)?.json().text ?? row.json().text)
     }
 
     /// The model's picture: a data URL's bytes, a redirect to a web or `/static` URL, else the default favicon.
