@@ -115,3 +115,37 @@ def test_ranking_by_embeddings(make_stack):
         assert result["ids"][0][0] == cat["id"] and len(result["ids"][0]) == 2
         assert result["metadatas"][0][0]["path"] == "pets"
         assert result["distances"][0][0] > result["distances"][0][1]
+
+
+def test_paths_and_path(stack, make_user):
+    alice, bob = make_user(), make_user()
+    tea = add(stack, alice, "Likes green tea", path="prefs/drinks")
+    add(stack, alice, "Coffee after lunch", path="prefs/drinks/coffee")
+    prefs = add(stack, alice, "Prefers short answers", path="prefs")
+    add(stack, alice, "Works on Skiff", path="work", type="user")
+    add(stack, alice, "No path at all")
+    add(stack, bob, "Bob's own", path="prefs/drinks")
+
+    listed = expect_ok(stack.post(f"{API}/paths", alice["token"], json={}))
+    assert listed["count"] == 5 and len(listed["paths"]) == 5
+    groups = {(g["path"], g["type"]): g for g in listed["paths"]}
+    assert list(listed["paths"][0]) == ["path", "type", "count", "updated_at", "children"]
+    assert groups[("prefs", "context")]["children"] == ["prefs/drinks"]
+    assert groups[("prefs/drinks", "context")]["children"] == ["prefs/drinks/coffee"]
+    assert groups[(None, "context")]["count"] == 1
+    only_user = expect_ok(stack.post(f"{API}/paths", alice["token"], json={"type": "user"}))
+    assert [g["path"] for g in only_user["paths"]] == ["work"]
+    assert expect_ok(stack.post(f"{API}/paths", alice["token"], json={"query": "coffee"}))["count"] == 1
+    expect_422(stack.post(f"{API}/paths", alice["token"], json={"type": "nope"}))
+
+    view = expect_ok(stack.post(f"{API}/path", alice["token"], json={"path": "/prefs/drinks/"}))
+    assert view["path"] == "prefs/drinks" and view["parents"] == ["prefs"] and view["children"] == ["prefs/drinks/coffee"]
+    ids = [m["id"] for m in view["memories"]]
+    assert ids[0] == tea["id"] and ids[-1] == prefs["id"] and len(ids) == 3
+    assert "meta" not in view["memories"][0]
+    assert len(expect_ok(stack.post(f"{API}/path", alice["token"], json={"path": "prefs/drinks", "include_children": False}))["memories"]) == 2
+    expect_error(stack.post(f"{API}/path", alice["token"], json={"path": "  / "}), 400, "Memory path is required")
+    expect_error(stack.post(f"{API}/path", alice["token"], json={"path": "a/../b"}), 400, "Invalid memory path")
+    expect_422(stack.post(f"{API}/path", alice["token"], json={}))
+    # Bob sees only his own.
+    assert [m["content"] for m in expect_ok(stack.post(f"{API}/path", bob["token"], json={"path": "prefs/drinks"}))["memories"]] == ["Bob's own"]

@@ -21,6 +21,8 @@ struct MemoriesController {
         routes.post("update", use: batch)
         routes.post("query", use: query)
         routes.post("search", use: search)
+        routes.post("paths", use: paths)
+        routes.post("path", use: pathView)
         routes.post("reindex", use: reindex)
         routes.post("reset", use: reset)
         routes.delete("delete/user", use: deleteAll)
@@ -338,6 +340,124 @@ struct MemoriesController {
             """, logger: logger)
         for try await json in rows.decode(String.self) { return JSONResponse.text(json) }
         return JSONResponse.text("[]")
+    }
+
+    // MARK: Paths
+
+    static func checkedType(_ type: String?) throws -> String? {
+        guard let type else { return nil }
+        guard ["user", "context", "all"].contains(type) else {
+            throw APIError.validation([
+                ValidationIssue(
+                    type: "literal_error", loc: [.string("body"), .string("type")],
+                    msg: "Input should be 'user', 'context' or 'all'", input: .string(type))
+            ])
+        }
+        return type == "all" ? nil : type
+    }
+
+    /// The caller's memories (of one type, or all) as (id, type, path, updated_at, JSON without `meta`).
+    func memoryRows(_ user: Identity, type: String?) async throws -> [(id: String, type: String, path: String?, updated: Int, content: String, json: String)] {
+        let rows = try await history.postgres.query(
+            """
+            SELECT m.id, m.type, m.path, m.updated_at, m.content, \(unescaped: Self.memoryJSON(meta: false))
+            FROM chat.memories m WHERE m.user_id = \(user.userID) AND (\(type)::text IS NULL OR m.type = \(type))
+            """, logger: logger)
+        var result: [(id: String, type: String, path: String?, updated: Int, content: String, json: String)] = []
+        for try await row in rows.decode((String, String, String?, Int, String, String).self) {
+            result.append((row.0, row.1, row.2, row.3, row.4, row.5))
+        }
+        return result
+    }
+
+    struct PathsForm: Decodable {
+        var query: String?
+        var type: String?
+        var limit: Int?
+    }
+
+    /// The caller's memory paths: one group per (path, type) with its count, latest change and child paths.
+    @Sendable func paths(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try await caller(context)
+        let form = try await JSONBody.decode(PathsForm.self, from: request)
+        var rows = try await memoryRows(user, type: try Self.checkedType(form.type))
+        if let query = form.query?.lowercased(), !query.isEmpty {
+            rows = rows.filter { $0.content.lowercased().contains(query) || ($0.path?.lowercased().contains(query) ?? false) }
+        }
+        let allPaths = Set(rows.compactMap(\.path))
+        struct Group { var path: String?; var type: String; var count = 0; var updated = 0 }
+        var groups: [String: Group] = [:]
+        for row in rows {
+            let key = (row.path ?? "\u{0}") + "\u{1}" + row.type
+            var group = groups[key] ?? Group(path: row.path, type: row.type)
+            group.count += 1
+            group.updated = max(group.updated, row.updated)
+            groups[key] = group
+        }
+        let sorted = groups.values.sorted { ($0.updated, $0.path ?? "") > ($1.updated, $1.path ?? "") }
+        let limit = min(500, max(1, form.limit ?? 100))
+        let items = sorted.prefix(limit).map { group -> String in
+            let children = group.path.map { parent in
+                Self.children(of: parent, in: allPaths).prefix(20).map(JSONValue.string)
+            } ?? []
+            return OrderedJSON.object([
+                ("path", group.path.map(JSONValue.string) ?? .null), ("type", .string(group.type)), ("count", .int(group.count)),
+                ("updated_at", .int(group.updated)), ("children", .array(Array(children))),
+            ])
+        }
+        return JSONResponse.text("{\"paths\":" + OrderedJSON.array(items) + ",\"count\":\(sorted.count)}")
+    }
+
+    /// Immediate child paths of `parent` among `paths` (a deeper path counts as its child's), sorted.
+    static func children(of parent: String, in paths: Set<String>) -> [String] {
+        var result: Set<String> = []
+        for path in paths where path.hasPrefix(parent + "/") {
+            let rest = path.dropFirst(parent.count + 1)
+            guard let first = rest.split(separator: "/").first else { continue }
+            result.insert(parent + "/" + first)
+        }
+        return result.sorted()
+    }
+
+    struct PathForm: Decodable {
+        var path: String
+        var type: String?
+        var includeChildren: Bool?
+        var limit: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case path, type, limit
+            case includeChildren = "include_children"
+        }
+    }
+
+    /// One path: its existing parents, its children, and the memories at it, below it and at its parents.
+    @Sendable func pathView(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try await caller(context)
+        let form = try await JSONBody.decode(PathForm.self, from: request)
+        guard let path = try Self.path(form.path) else { throw APIError(.badRequest, "Memory path is required") }
+        let rows = try await memoryRows(user, type: try Self.checkedType(form.type))
+        let existing = Set(rows.compactMap(\.path))
+        let segments = path.split(separator: "/")
+        let parents = (1..<max(1, segments.count)).map { segments.prefix($0).joined(separator: "/") }.filter(existing.contains)
+        let children = Array(Self.children(of: path, in: existing).prefix(50))
+        let depth = segments.count
+        let includeChildren = form.includeChildren ?? true
+        let ranked = rows.compactMap { row -> (Int, Int, Int, String, String)? in
+            guard let rowPath = row.path else { return nil }
+            let rowDepth = rowPath.split(separator: "/").count
+            if rowPath == path { return (0, 0, -row.updated, row.id, row.json) }
+            if includeChildren, rowPath.hasPrefix(path + "/") { return (1, rowDepth - depth, -row.updated, row.id, row.json) }
+            if parents.contains(rowPath) { return (2, depth - rowDepth, -row.updated, row.id, row.json) }
+            return nil
+        }.sorted { ($0.0, $0.1, $0.2, $0.3) < ($1.0, $1.1, $1.2, $1.3) }
+        let limit = min(100, max(1, form.limit ?? 50))
+        return JSONResponse.text(
+            OrderedJSON.appending(
+                OrderedJSON.object([
+                    ("path", .string(path)), ("parents", .array(parents.map(JSONValue.string))),
+                    ("children", .array(children.map(JSONValue.string))),
+                ]), raw: [("memories", OrderedJSON.array(ranked.prefix(limit).map(\.4)))]))
     }
 
     // MARK: Batch operations
