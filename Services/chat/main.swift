@@ -18,7 +18,9 @@ router.addRoutes(FoldersController(history: history).routes, atPath: "/api/v1/fo
 var clientConfiguration = HTTPClient.Configuration()
 // Many completions stream from one provider at once: one connection each, not the default eight per host.
 clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
-clientConfiguration.timeout = .init(connect: .seconds(2))
+// `AIOHTTP_CLIENT_STREAM_IDLE_TIMEOUT`: a provider silent for this long (seconds) is given up on.
+clientConfiguration.timeout = .init(
+    connect: .seconds(2), read: .seconds(Int64(config.environment.int("AIOHTTP_CLIENT_STREAM_IDLE_TIMEOUT", default: 600))))
 clientConfiguration.tracing.tracer = nil
 let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
 let auth = AuthLookup(
@@ -100,8 +102,6 @@ let accountEvents = StreamConsumer(
 let app = runtime.makeApplication(
     router: router, schema: "chat",
     migrations: Bundle.module.url(forResource: "Migrations", withExtension: nil)!,
-    services: [relay, accountEvents, usageRecorder, taskStops])
+    services: [relay, accountEvents, usageRecorder, taskStops, ChatTasks.Shutdown(tasks: chatTasks)])
 try await app.runUntilStopped()
-await chatTasks.cancelAll()
-await usageRecorder.flush()
 try await httpClient.shutdown().get()

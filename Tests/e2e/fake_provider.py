@@ -85,7 +85,8 @@ class FakeProvider:
                     for line, delay in lines:
                         if delay:
                             time.sleep(delay)
-                        self.wfile.write(line.encode())
+                        data = line if isinstance(line, bytes) else line.encode()
+                        self.wfile.write(data)
                         self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     with provider.lock:
@@ -171,6 +172,18 @@ class FakeProvider:
                 usage = {"prompt_tokens": 10, "completion_tokens": len(words), "total_tokens": 10 + len(words)}
                 lines.append((chunk({}, "stop", usage), 0))
                 lines.append(("data: [DONE]\n\n", 0))
+                if "crlf" in text:
+                    # CRLF line ends, and every event cut in two inside a multi-byte character.
+                    lines = [(chunk({"role": "assistant", "content": ""}), 0)]
+                    for w in ["Grüße", " aus", " Zürich", " ✓"]:
+                        data = json.dumps({"id": ident, "object": "chat.completion.chunk", "created": created,
+                                           "model": model, "choices": [{"index": 0, "delta": {"content": w},
+                                                                        "finish_reason": None}]},
+                                          ensure_ascii=False).encode()
+                        event = b"data: " + data + b"\r\n\r\n"
+                        cut = event.index(w.encode()) + len(w.encode()) - 1
+                        lines += [(event[:cut], 0.002), (event[cut:], 0.002)]
+                    lines.append(("data: [DONE]\r\n\r\n", 0))
                 self._stream("text/event-stream", lines)
 
             def _ollama_chat(self, body: dict) -> None:

@@ -422,6 +422,26 @@ def test_task_mode_creates_the_chat_and_saves_the_answer(mstack, madmin, clients
         "model": "fake-gpt", "messages": [], "chat_id": chat_id, "id": "a9", "session_id": "x"}), 404)
 
 
+def test_task_mode_reads_crlf_and_split_characters(mstack, madmin, clients):
+    sock = clients(mstack, token=madmin["token"], join_token=madmin["token"])
+    until(lambda: sock.join_acks)
+    body = expect_ok(mstack.post("/api/chat/completions", madmin["token"], json={
+        "model": "fake-gpt", "messages": [{"role": "user", "content": "crlf please"}], "stream": True,
+        "parent_id": None, "id": "a1", "session_id": sock.sid,
+        "user_message": {"id": "u1", "parentId": None, "role": "user", "content": "crlf please"}}))
+
+    def answered():
+        msg = expect_ok(mstack.get(f"/api/v1/chats/{body['chat_id']}", madmin["token"]))["chat"]["history"]["messages"]["a1"]
+        assert msg["done"] is True
+        return msg
+
+    assert until(answered)["content"] == "Grüße aus Zürich ✓"
+    # Bad event ids and huge pages are refused or empty, never a crash.
+    expect_error(mstack.get(f"/api/tasks/{body['task_ids'][0]}/events?after=junk", madmin["token"]), 400)
+    assert expect_ok(mstack.get("/api/v1/models/list?page=9223372036854775807", madmin["token"]))["items"] == []
+    expect_error(mstack.get("/api/v1/models/list?page=99999999999999999999999", madmin["token"]), 422)
+
+
 def test_task_stop_saves_what_was_said(mstack, madmin, clients):
     sock = clients(mstack, token=madmin["token"], join_token=madmin["token"])
     eventually(lambda: sock.join_acks, timeout=5)

@@ -9,6 +9,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import PostgresNIO
+import ServiceLifecycle
 import Shared
 
 final class ChatTasks: Sendable {
@@ -86,6 +87,12 @@ final class ChatTasks: Sendable {
             }
             ChatDocument.upsertMessage(&chat, id: messageID, fields: assistant, now: now)
             folderID = body["folder_id"]?.stringValue
+            if let folder = folderID {
+                let owned = try await history.transaction { connection in
+                    try await history.folders.exists(id: folder, userID: user.userID, on: connection)
+                }
+                guard owned else { throw APIError.notFound }
+            }
             let row = ChatRow(
                 id: chatID, userID: user.userID, title: "New Chat", chat: chat, meta: [:], variables: nil, folderID: folderID,
                 pinned: false, archived: false, shareID: nil, currentMessageID: messageID, createdAt: now, updatedAt: now)
@@ -131,8 +138,8 @@ final class ChatTasks: Sendable {
         let job = Job(
             prepared: prepared, entry: entry, user: user, emitter: emitter, folder: folder,
             backgroundTasks: body["background_tasks"]?.objectValue ?? [:], userMessageID: userMessageID)
-        let task = Task { await self.run(job) }
-        running.withLockedValue { $0[taskID] = task }
+        // Registered before it can run, so a stop that comes at once finds it and its end finds the entry.
+        running.withLockedValue { $0[taskID] = Task { await self.run(job) } }
         return Self.accepted([taskID], chatID: chatID)
     }
 
@@ -203,6 +210,7 @@ final class ChatTasks: Sendable {
                 await emitter.emit("chat:completion", value)
                 output.text = value["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue ?? ""
                 output.usage = value["usage"].map(Self.normalized)
+                output.streamed = false
             }
             try Task.checkCancellation()
             try await finish(job, output: output)
@@ -231,6 +239,7 @@ final class ChatTasks: Sendable {
         }
         let choices = chunk["choices"]?.arrayValue ?? []
         if choices.isEmpty, let error = chunk["error"] {
+            output.error = error["message"]?.stringValue ?? error.stringValue ?? error.jsonText
             await emitter.emit("chat:completion", .object(["error": error]))
             return
         }
@@ -257,7 +266,7 @@ final class ChatTasks: Sendable {
         let output = usage["output_tokens"]?.intValue ?? usage["completion_tokens"]?.intValue ?? usage["eval_count"]?.intValue ?? 0
         object["input_tokens"] = .int(input)
         object["output_tokens"] = .int(output)
-        if object["total_tokens"] == nil { object["total_tokens"] = .int(input + output) }
+        if object["total_tokens"] == nil { object["total_tokens"] = .int(input &+ output) }
         return object
     }
 
@@ -269,13 +278,14 @@ final class ChatTasks: Sendable {
             "done": .bool(true), "output": .array([item.value]), "content": .string(output.text.trimmingCharacters(in: .whitespacesAndNewlines)),
         ]
         if let usage = output.usage { fields["usage"] = usage.value }
+        if let error = output.error { fields["error"] = .object(["content": .string(error)]) }
         let saved = try await save(job, fields: fields)
         relay.usage.record(user: job.user.userID, model: job.entry.id, usage: output.usage?.value)
         await emitter.emit("chat:list", .object(["chat_id": .string(emitter.chatID), "folder_id": job.folder]))
         var done = OrderedObject([("done", .bool(true))])
         done.set("output", .list([item]))
         done["title"] = .string(saved?.title ?? "New Chat")
-        if let usage = output.usage { done.set("usage", ordered: usage) }
+        if output.streamed, let usage = output.usage { done.set("usage", ordered: usage) }
         await emitter.emit("chat:completion", done)
         guard let saved else { return }
         if job.backgroundTasks["follow_up_generation"]?.boolValue == true {
@@ -351,8 +361,11 @@ final class ChatTasks: Sendable {
             ]
             let settings = try await registry.bases.settings.current()
             let request = try ProviderRequest.make(body: body, entry: entry, base: base, settings: settings, user: job.user)
-            let response = try await relay.execute(request)
-            let data = try await relay.collect(response)
+            let relay = self.relay
+            let (response, data) = try await withDeadline(.seconds(120)) {
+                let response = try await relay.execute(request)
+                return (response, try await relay.collect(response))
+            }
             guard response.status == .ok, let value = try? JSONDecoder().decode(JSONValue.self, from: data) else { return nil }
             let answer = request.ollama ? JSONValue.parse(OllamaFormat.completion(value)) : value
             let message = answer?["choices"]?.arrayValue?.first?["message"]
@@ -381,6 +394,7 @@ final class ChatTasks: Sendable {
         var data = OrderedObject()
         data.set("output", .list([item]))
         await job.emitter.emit("chat:tasks:cancel", data)
+        await job.emitter.emit("chat:tasks:cancel", raw: nil)
     }
 
     func end(_ job: Job) async {
@@ -389,13 +403,26 @@ final class ChatTasks: Sendable {
         _ = try? await redis.send(["ZREM", Self.tasksKey, emitter.taskID])
         _ = try? await redis.send(["ZREM", Self.chatKey(emitter.chatID), emitter.taskID])
         _ = try? await redis.send(["DEL", Self.infoKey(emitter.taskID)])
-        await emitter.emit("chat:active", .object(["active": .bool(false), "folder_id": job.folder]))
+        // The chat stays active while another of its tasks runs.
+        if (try? await taskIDs(chatID: emitter.chatID).isEmpty) ?? true {
+            await emitter.emit("chat:active", .object(["active": .bool(false), "folder_id": job.folder]))
+        }
         await emitter.close()
     }
 
     /// Stops a task if it runs here (every replica hears the stop on pub/sub).
     func cancelLocal(_ taskID: String) {
         running.withLockedValue { $0[taskID] }?.cancel()
+    }
+
+    /// Stops this replica's tasks when the service stops, while Postgres and Redis are still there (services
+    /// stop in the reverse order of their start).
+    struct Shutdown: Service {
+        let tasks: ChatTasks
+        func run() async throws {
+            try? await gracefulShutdown()
+            await tasks.cancelAll()
+        }
     }
 
     /// Stops every task of this replica (shutdown): each saves what it has and says it was cancelled.
@@ -426,6 +453,9 @@ final class ChatTasks: Sendable {
 struct TaskOutput: Sendable {
     var text = ""
     var usage: OrderedObject?
+    var streamed = true
+    /// An error the provider sent inside its stream (saved with the answer).
+    var error: String?
     let itemID = "msg_" + String(UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24))
 
     func item(status: String) -> OrderedObject {
@@ -455,10 +485,11 @@ struct TaskEmitter: Sendable {
         await emit(type, raw: data.jsonText, messageID: messageID)
     }
 
-    func emit(_ type: String, raw data: String, messageID: JSONValue? = nil) async {
+    /// `data` nil: an event with a type and no data.
+    func emit(_ type: String, raw data: String?, messageID: JSONValue? = nil) async {
         let id = (messageID ?? .string(self.messageID)).jsonText
         let event = "{\"chat_id\":" + JSONValue.string(chatID).jsonText + ",\"message_id\":" + id + ",\"data\":{\"type\":"
-            + JSONValue.string(type).jsonText + ",\"data\":" + data + "}}"
+            + JSONValue.string(type).jsonText + (data.map { ",\"data\":" + $0 } ?? "") + "}}"
         await bus.emit(raw: "events", event, to: .user(userID))
         _ = try? await redis.send(["XADD", ChatTasks.eventsKey(taskID), "MAXLEN", "~", "5000", "*", "event", event])
     }

@@ -66,7 +66,8 @@ struct ProviderRelay: Sendable {
         guard streamed else {
             let body = try await collect(response)
             let parsed = try? JSONDecoder().decode(JSONValue.self, from: body)
-            usage.record(user: user.userID, model: request.requestedModel, usage: parsed?["usage"] ?? (request.ollama ? parsed : nil))
+            let reported = request.ollama ? parsed.map { OllamaFormat.usage($0).value } : parsed?["usage"]
+            usage.record(user: user.userID, model: request.requestedModel, usage: reported)
             if request.ollama {
                 return JSONResponse.text(OllamaFormat.completion(parsed ?? .null))
             }
@@ -127,16 +128,34 @@ struct ProviderRelay: Sendable {
     }
 }
 
-/// Splits a byte stream into lines (without their line breaks), keeping an unfinished line for the next chunk.
+/// Splits a byte stream into lines (without `\n` or `\r\n`), keeping an unfinished line's bytes for the next
+/// chunk, so a character split across chunks stays whole. A line longer than `limit` bytes is dropped.
 struct LineSplitter {
-    var pending = ""
+    var pending: [UInt8] = []
+    var overflowed = false
+    static let limit = 16 << 20
 
     mutating func feed(_ chunk: ByteBuffer) -> [String] {
-        pending += String(buffer: chunk)
-        guard pending.contains("\n") else { return [] }
-        var parts = pending.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        pending = parts.removeLast()
-        return parts.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+        var lines: [String] = []
+        chunk.withUnsafeReadableBytes { bytes in
+            var start = bytes.startIndex
+            for index in bytes.indices where bytes[index] == 0x0A {
+                if !overflowed {
+                    pending.append(contentsOf: bytes[start..<index])
+                    if pending.last == 0x0D { pending.removeLast() }
+                    lines.append(String(decoding: pending, as: UTF8.self))
+                }
+                pending.removeAll(keepingCapacity: true)
+                overflowed = false
+                start = index + 1
+            }
+            if !overflowed { pending.append(contentsOf: bytes[start..<bytes.endIndex]) }
+            if pending.count > Self.limit {
+                pending.removeAll()
+                overflowed = true
+            }
+        }
+        return lines
     }
 }
 

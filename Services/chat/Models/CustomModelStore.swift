@@ -100,6 +100,8 @@ final class CustomModelStore: Sendable {
     let postgres: PostgresClient
     let logger: Logger
     private let cached = NIOLockedValueBox<(models: [CustomModel], loaded: ContinuousClock.Instant)?>(nil)
+    /// Bumped by every write: a read that began before a write does not refill the cache with its old rows.
+    private let writes = ManagedAtomicCounter()
     static let lifetime = Duration.seconds(1)
 
     init(postgres: PostgresClient, logger: Logger) {
@@ -111,6 +113,7 @@ final class CustomModelStore: Sendable {
     func all() async throws -> [CustomModel] {
         if let (models, loaded) = cached.withLockedValue({ $0 }), ContinuousClock.now - loaded < Self.lifetime { return models }
         let started = ContinuousClock.now
+        let generation = writes.current
         let rows = try await postgres.query(
             """
             SELECT m.id, m.user_id, m.base_model_id, m.name, m.params, m.meta, m.is_active, m.version_id, m.created_at,
@@ -132,7 +135,7 @@ final class CustomModelStore: Sendable {
                     params: JSONValue.parse(params)?.objectValue ?? [:], meta: JSONValue.parse(meta)?.objectValue ?? [:],
                     isActive: active, versionID: version, createdAt: created, updatedAt: updated, grants: grantList))
         }
-        cached.withLockedValue { $0 = (models, started) }
+        cached.withLockedValue { if writes.current == generation { $0 = (models, started) } }
         return models
     }
 
@@ -141,13 +144,32 @@ final class CustomModelStore: Sendable {
     }
 
     func invalidate() {
-        cached.withLockedValue { $0 = nil }
+        cached.withLockedValue {
+            writes.increment()
+            $0 = nil
+        }
     }
 
     /// Runs `body` in a transaction and forgets the cached rows afterwards.
     func write<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        invalidate()
         defer { invalidate() }
         return try await postgres.withTransaction(logger: logger) { try await body($0) }
+    }
+
+    /// Inserts a new row; false when the id is taken (by a row another request made a moment ago, say).
+    func insertNew(_ model: CustomModel, on connection: PostgresConnection) async throws -> Bool {
+        let params = OrderedObject(model.params, first: []).text
+        let meta = CustomModel.metaObject(model.meta).text
+        let rows = try await connection.query(
+            """
+            INSERT INTO chat.models (id, user_id, base_model_id, name, params, meta, is_active, version_id, created_at, updated_at)
+            VALUES (\(model.id), \(model.userID), \(model.baseModelID), \(model.name), \(params), \(meta), \(model.isActive),
+                \(model.versionID), \(model.createdAt), \(model.updatedAt))
+            ON CONFLICT (id) DO NOTHING RETURNING 1
+            """, logger: logger)
+        for try await _ in rows { return true }
+        return false
     }
 
     func upsert(_ model: CustomModel, on connection: PostgresConnection) async throws {

@@ -95,6 +95,9 @@ actor BaseModelCache {
     let timeout: TimeAmount
     private var cached: (generation: Int, fetched: ContinuousClock.Instant, models: [BaseModel])?
     private var inflight: (generation: Int, task: Task<[BaseModel], Never>)?
+    /// Fetches are numbered; an older one finishing late never replaces a newer one's list.
+    private var started = 0
+    private var stored = 0
 
     init(settings: ProviderSettingsStore, client: HTTPClient, logger: Logger, lifetime: Duration, timeout: TimeAmount) {
         self.settings = settings
@@ -122,21 +125,30 @@ actor BaseModelCache {
 
     private func start(_ current: ProviderSettings, generation: Int, force: Bool = false) -> Task<[BaseModel], Never> {
         if !force, let inflight, inflight.generation == generation { return inflight.task }
+        started += 1
+        let number = started
         let task = Task { [client, logger, timeout] in
             await Self.fetch(current, client: client, logger: logger, timeout: timeout)
         }
         inflight = (generation, task)
         Task {
             let models = await task.value
-            self.finish(generation: generation, models: models, task: task)
+            self.finish(generation: generation, number: number, models: models, task: task)
         }
         return task
     }
 
-    private func finish(generation: Int, models: [BaseModel], task: Task<[BaseModel], Never>) {
-        if let cached, cached.generation > generation { return }
-        cached = (generation, ContinuousClock.now, models)
+    /// Keeps a fetch's list, unless a newer fetch already stored one; an empty list (every provider failed)
+    /// keeps the previous list of the same connections, as the original does.
+    private func finish(generation: Int, number: Int, models: [BaseModel], task: Task<[BaseModel], Never>) {
         if inflight?.task == task { inflight = nil }
+        guard number > stored, (cached?.generation ?? generation) <= generation else { return }
+        stored = number
+        if models.isEmpty, let cached, cached.generation == generation, !cached.models.isEmpty {
+            self.cached = (generation, ContinuousClock.now, cached.models)
+            return
+        }
+        cached = (generation, ContinuousClock.now, models)
     }
 
     /// Every enabled connection's models, fetched in parallel; a connection that fails adds none.
@@ -184,11 +196,39 @@ actor BaseModelCache {
     static func getJSON(_ url: String, authorization: String?, client: HTTPClient, timeout: TimeAmount) async throws -> JSONValue? {
         var request = HTTPClientRequest(url: url)
         if let authorization { request.headers.add(name: "Authorization", value: authorization) }
-        let response = try await client.execute(request, timeout: timeout)
-        let body = try await response.body.collect(upTo: 32 << 20)
+        let (response, body) = try await fetch(request, client: client, timeout: timeout)
         guard response.status == .ok else { return nil }
         return try? JSONDecoder().decode(JSONValue.self, from: body)
     }
+
+    /// A whole answer (head and body) within `timeout`; the client's own timeout stops at the head.
+    static func fetch(_ request: HTTPClientRequest, client: HTTPClient, timeout: TimeAmount, limit: Int = 32 << 20) async throws
+        -> (HTTPClientResponse, ByteBuffer)
+    {
+        try await withDeadline(timeout) {
+            let response = try await client.execute(request, timeout: timeout)
+            return (response, try await response.body.collect(upTo: limit))
+        }
+    }
+}
+
+struct DeadlineExceeded: Error {}
+
+/// `body`'s value, or `DeadlineExceeded` once `timeout` has passed (`body` is then cancelled).
+func withDeadline<T: Sendable>(_ timeout: TimeAmount, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(nanoseconds: UInt64(max(0, timeout.nanoseconds)))
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else { throw DeadlineExceeded() }
+        return value
+    }
+}
+
+extension BaseModelCache {
 
     static let openAISkipped = ["babbage", "dall-e", "davinci", "embedding", "tts", "whisper"]
 

@@ -35,19 +35,19 @@ struct ModelRegistry: Sendable {
         let customs = try await store.all()
         var entries = bases.map { ModelEntry(id: $0.id, entry: $0.entry, base: $0, custom: nil) }
         var removed: Set<Int> = []
+        let baseCount = entries.count
         func lookup(_ id: String) -> Int? {
-            if let exact = entries.firstIndex(where: { $0.id == id && $0.custom?.baseModelID == nil }) { return exact }
-            return entries.firstIndex { entry in
-                if case .ollama = entry.base?.source, entry.custom == nil { return entry.id.split(separator: ":").first.map(String.init) == id }
+            if let exact = entries.prefix(baseCount).firstIndex(where: { $0.id == id }) { return exact }
+            return entries.prefix(baseCount).firstIndex { entry in
+                if case .ollama = entry.base?.source { return entry.id.split(separator: ":").first.map(String.init) == id }
                 return false
             }
         }
-        let baseCount = entries.count
         for row in customs {
             if let baseID = row.baseModelID {
                 guard row.isActive, !entries.prefix(baseCount).contains(where: { $0.id == row.id }) else { continue }
-                let base = lookup(baseID).flatMap { $0 < baseCount ? entries[$0].base : nil }
-                    ?? lookup(String(baseID.split(separator: ":").first ?? "")).flatMap { $0 < baseCount ? entries[$0].base : nil }
+                let base = lookup(baseID).flatMap { entries[$0].base }
+                    ?? lookup(String(baseID.split(separator: ":").first ?? "")).flatMap { entries[$0].base }
                 var entry = OrderedObject([
                     ("id", .string(row.id)), ("name", .string(row.name)), ("object", .string("model")),
                     ("created", .int(row.createdAt)), ("owned_by", .string(base?.ownedBy ?? "openai")),
@@ -57,7 +57,7 @@ struct ModelRegistry: Sendable {
                 entry.set("info", ordered: row.json(params: row.publicParams))
                 entries.append(ModelEntry(id: row.id, entry: entry, base: base, custom: row))
             } else {
-                guard let index = lookup(row.id), index < baseCount else { continue }
+                guard let index = lookup(row.id) else { continue }
                 if !row.isActive {
                     removed.insert(index)
                     continue
@@ -117,21 +117,24 @@ struct ModelRegistry: Sendable {
     func resolve(_ modelID: String, for user: Identity) async throws -> (entry: ModelEntry, base: BaseModel) {
         let entries = try await merged()
         guard let entry = entries.first(where: { $0.id == modelID }) else { throw Self.notFound }
-        if filtered(user) {
-            guard let row = entry.custom, row.readable(by: user) else { throw Self.notFound }
-            // Every model the preset is built on must be readable too (a missing entry: admins only).
-            var next = row.baseModelID
-            var seen: Set<String> = [row.id]
-            while let id = next, seen.insert(id).inserted {
-                guard let base = try await store.model(id) else {
-                    if user.isAdmin { break }
-                    throw Self.notFound
-                }
-                guard base.readable(by: user) || (user.isAdmin && adminBypass) else { throw Self.notFound }
-                next = base.baseModelID
-            }
-        }
+        if filtered(user) { try await checkAccess(entry.custom, user: user, denied: Self.notFound) }
         guard let base = entry.base else { throw Self.notFound }
         return (entry, base)
+    }
+
+    /// The original's `check_model_access`: the model needs an entry the user may read, and so does every model
+    /// it is built on (a missing entry there: admins only).
+    func checkAccess(_ row: CustomModel?, user: Identity, denied: APIError) async throws {
+        guard let row, row.readable(by: user) else { throw denied }
+        var next = row.baseModelID
+        var seen: Set<String> = [row.id]
+        while let id = next, seen.insert(id).inserted {
+            guard let base = try await store.model(id) else {
+                if user.isAdmin { break }
+                throw denied
+            }
+            guard base.readable(by: user) || (user.isAdmin && adminBypass) else { throw denied }
+            next = base.baseModelID
+        }
     }
 }

@@ -146,7 +146,8 @@ struct ModelsController {
             }
         }
         let page = max(1, try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1)
-        let shown = Array(rows.dropFirst(min(rows.count, (page - 1) * 30)).prefix(30))
+        let (skip, overflow) = (page - 1).multipliedReportingOverflow(by: 30)
+        let shown = Array(rows.dropFirst(overflow ? rows.count : min(rows.count, skip)).prefix(30))
         let owners = try await self.owners.owners(Set(shown.map(\.userID)), caller: user)
         let items = shown.map { accessJSON($0, user: user, owner: owners[$0.userID], inList: true) }
         return JSONResponse.text("{\"items\":" + OrderedJSON.array(items) + ",\"total\":\(rows.count)}")
@@ -228,7 +229,7 @@ struct ModelsController {
             grants: [])
         try await store.write { connection in
             row.versionID = try await store.version(of: row, previous: nil, user: user.userID, message: form.commitMessage, on: connection)
-            try await store.upsert(row, on: connection)
+            guard try await store.insertNew(row, on: connection) else { throw Self.idTaken }
             try await GrantStore(logger: store.logger).replace(grants, type: "model", id: id, now: now, on: connection)
         }
         guard let saved = try await store.model(id) else { throw ChatHistory.failed }
@@ -392,7 +393,7 @@ struct ModelsController {
                         id: id, userID: user.userID, baseModelID: baseID, name: item["name"]?.stringValue ?? id, params: params,
                         meta: meta, isActive: item["is_active"]?.boolValue ?? true, versionID: nil, createdAt: now,
                         updatedAt: now, grants: [])
-                    try await store.upsert(row, on: connection)
+                    guard try await store.insertNew(row, on: connection) else { throw Self.idTaken }
                     let grants = Self.modelSharing.allowed(
                         AccessGrant.normalize(item["access_grants"]?.arrayValue), user: user, policy: policy)
                     try await GrantStore(logger: store.logger).replace(grants, type: "model", id: id, now: now, on: connection)
@@ -445,7 +446,7 @@ struct ModelsController {
         let page = max(1, try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1)
         var bindings = PostgresBindings()
         bindings.append(row.id)
-        bindings.append((page - 1) * 20)
+        bindings.append(min(page - 1, Int(Int32.max)) * 20)
         let items = try await entries(
             "SELECT \(Self.entryColumns) FROM chat.model_history h WHERE h.model_id = $1 ORDER BY h.seq DESC LIMIT 20 OFFSET $2",
             bindings)

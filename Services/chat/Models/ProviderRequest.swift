@@ -57,11 +57,12 @@ struct ProviderRequest: Sendable {
     /// Builds the provider request for `body` sent to `entry`, which resolves to `base`.
     static func make(
         body original: [String: JSONValue], entry: ModelEntry, base: BaseModel, settings: ProviderSettings, user: Identity,
-        now: Date = Date()
+        now: Date = Date(), keeping: Set<String> = []
     ) throws -> ProviderRequest {
-        var body = original.filter { !internalKeys.contains($0.key) }
+        // `/openai/chat/completions` forwards the client's keys (`keeping`); the others drop Open WebUI's own.
+        var body = original.filter { !internalKeys.contains($0.key) || keeping.contains($0.key) }
         let custom = entry.custom
-        let params = Self.params(model: custom?.params, request: original["params"])
+        let params = Self.params(model: custom?.params, request: keeping.contains("params") ? nil : original["params"])
         let system = custom?.params["system"]?.stringValue.map {
             SystemPrompt.render($0, user: user, variables: original["variables"]?.objectValue ?? [:], now: now)
         }
@@ -239,7 +240,7 @@ enum OllamaFormat {
         }
         let total = (line["total_duration"]?.intValue ?? 0) / 1_000_000_000
         return OrderedObject([
-            ("input_tokens", .int(input)), ("output_tokens", .int(output)), ("total_tokens", .int(input + output)),
+            ("input_tokens", .int(input)), ("output_tokens", .int(output)), ("total_tokens", .int(input &+ output)),
             ("prompt_tokens", .int(input)), ("completion_tokens", .int(output)),
             ("response_token/s", rate("eval_count", "eval_duration")), ("prompt_token/s", rate("prompt_eval_count", "prompt_eval_duration")),
             ("total_duration", line["total_duration"] ?? .int(0)), ("load_duration", line["load_duration"] ?? .int(0)),

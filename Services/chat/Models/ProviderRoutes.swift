@@ -95,8 +95,7 @@ struct ProviderRoutes {
         var outbound = HTTPClientRequest(url: ProviderSettings.trimmingSlash(form.url) + "/models")
         if let authorization = connection.authorization { outbound.headers.add(name: "Authorization", value: authorization) }
         do {
-            let response = try await client.execute(outbound, timeout: verifyTimeout)
-            let body = try await response.body.collect(upTo: 16 << 20)
+            let (response, body) = try await BaseModelCache.fetch(outbound, client: client, timeout: verifyTimeout)
             let status = HTTPResponse.Status(code: Int(response.status.code))
             if (try? JSONDecoder().decode(JSONValue.self, from: body)) != nil {
                 return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
@@ -132,8 +131,7 @@ struct ProviderRoutes {
         do {
             var outbound = HTTPClientRequest(url: connection.url + "/models")
             if let authorization = connection.authorization { outbound.headers.add(name: "Authorization", value: authorization) }
-            let response = try await client.execute(outbound, timeout: verifyTimeout)
-            let body = try await response.body.collect(upTo: 32 << 20)
+            let (response, body) = try await BaseModelCache.fetch(outbound, client: client, timeout: verifyTimeout)
             guard response.status == .ok else {
                 throw APIError(.internalServerError, "Unexpected error: HTTP Error: \(response.status.code)")
             }
@@ -155,14 +153,15 @@ struct ProviderRoutes {
         let entries = try await registry.merged()
         let custom = try await registry.store.model(modelID)
         if registry.filtered(user) {
-            guard let custom, custom.readable(by: user) else { throw APIError(.forbidden, "Model not found") }
+            try await registry.checkAccess(custom, user: user, denied: APIError(.forbidden, "Model not found"))
         }
         let targetID = custom?.baseModelID ?? modelID
         guard let base = entries.first(where: { $0.id == targetID })?.base, case .openAI = base.source else {
             throw APIError(.notFound, "Model '' was not found")
         }
         let entry = ModelEntry(id: modelID, entry: OrderedObject(), base: base, custom: custom)
-        let prepared = try ProviderRequest.make(body: body, entry: entry, base: base, settings: current, user: user)
+        let prepared = try ProviderRequest.make(
+            body: body, entry: entry, base: base, settings: current, user: user, keeping: Set(body.keys).subtracting(["metadata"]))
         return try await relay.respond(prepared, user: user)
     }
 
@@ -203,8 +202,7 @@ struct ProviderRoutes {
         var outbound = HTTPClientRequest(url: ProviderSettings.trimmingSlash(form.url) + "/api/version")
         if let key = form.key, !key.isEmpty { outbound.headers.add(name: "Authorization", value: "Bearer " + key) }
         do {
-            let response = try await client.execute(outbound, timeout: verifyTimeout)
-            let body = try await response.body.collect(upTo: 1 << 20)
+            let (response, body) = try await BaseModelCache.fetch(outbound, client: client, timeout: verifyTimeout, limit: 1 << 20)
             guard response.status == .ok else {
                 throw APIError(.internalServerError, "Unexpected error: HTTP Error: \(response.status.code)")
             }
@@ -345,9 +343,13 @@ struct TaskRoutes {
     @Sendable func events(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
+        let after = request.queryValue("after")
+        if let after, after.range(of: #"^[0-9]+(-[0-9]+)?$"#, options: .regularExpression) == nil {
+            throw APIError(.badRequest, "after must be an event id (as `id` in an earlier answer)")
+        }
         let info = try await tasks.info(id)
         let key = ChatTasks.eventsKey(id)
-        let entries = try await tasks.redis.send(["XRANGE", key, request.queryValue("after").map { "(" + $0 } ?? "-", "+", "COUNT", "5000"])
+        let entries = try await tasks.redis.send(["XRANGE", key, after.map { "(" + $0 } ?? "-", "+", "COUNT", "5000"])
             .array ?? []
         var items: [String] = []
         for entry in entries {

@@ -33,9 +33,9 @@ final class UsageRecorder: Service, Sendable {
         let prompt = usage?["prompt_tokens"]?.intValue ?? usage?["input_tokens"]?.intValue ?? 0
         let completion = usage?["completion_tokens"]?.intValue ?? usage?["output_tokens"]?.intValue ?? 0
         pending.withLockedValue { pending in
-            pending[Key(user: user, model: model), default: Counts()].requests += 1
-            pending[Key(user: user, model: model)]!.prompt += prompt
-            pending[Key(user: user, model: model)]!.completion += completion
+            pending[Key(user: user, model: model), default: Counts()].requests &+= 1
+            pending[Key(user: user, model: model)]!.prompt &+= max(0, prompt)
+            pending[Key(user: user, model: model)]!.completion &+= max(0, completion)
         }
     }
 
@@ -61,9 +61,9 @@ final class UsageRecorder: Service, Sendable {
             logger.warning("usage not saved; kept for the next try", metadata: ["error": "\(String(reflecting: error))"])
             pending.withLockedValue { pending in
                 for (key, counts) in batch {
-                    pending[key, default: Counts()].requests += counts.requests
-                    pending[key]!.prompt += counts.prompt
-                    pending[key]!.completion += counts.completion
+                    pending[key, default: Counts()].requests &+= counts.requests
+                    pending[key]!.prompt &+= counts.prompt
+                    pending[key]!.completion &+= counts.completion
                 }
             }
         }
