@@ -737,3 +737,21 @@ class RedisServer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+
+def module_stack(request, name: str, env: dict[str, Any] | None = None):
+    """For a module-scoped fixture (`yield from module_stack(request, "name", env)`): a started Stack (the test
+    fails if it does not start), stopped at the end with its logs kept when a test failed."""
+    import pytest
+
+    s = Stack(name=name, env=env)
+    message = None
+    try:
+        s.start()
+    except StackStartError as err:
+        message = str(err)
+    if message:
+        pytest.fail(f"Skiff stack did not start: {message}", pytrace=False)
+    yield s
+    problems = s.stop(keep_logs=request.session.testsfailed > 0)
+    assert not problems, problems

@@ -15,28 +15,17 @@ from stacklib import (
     API_KEY_NOT_FOUND,
     HUMAN_SESSION_REQUIRED,
     INVALID_TOKEN,
-    Stack,
-    StackStartError,
     describe,
     eventually,
     expect_error,
     expect_ok,
+    module_stack,
 )
 
 
 @pytest.fixture(scope="module")
 def kstack(request):
-    s = Stack(name="apikeys")
-    message = None
-    try:
-        s.start()
-    except StackStartError as err:
-        message = str(err)
-    if message:
-        pytest.fail(f"Skiff stack did not start: {message}", pytrace=False)
-    yield s
-    problems = s.stop(keep_logs=request.session.testsfailed > 0)
-    assert not problems, problems
+    yield from module_stack(request, "apikeys")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from fake_provider import FakeProvider
-from stacklib import Stack, StackStartError, eventually, expect_422, expect_error, expect_ok, psql
+from stacklib import eventually, expect_422, expect_error, expect_ok, module_stack, psql
 from test_realtime import Client, clients  # noqa: F401  (fixture)
 
 MODEL_NOT_FOUND = "Model not found"
@@ -29,20 +29,10 @@ def provider():
 
 @pytest.fixture(scope="module")
 def mstack(request, provider):
-    s = Stack(name="models", env={
+    yield from module_stack(request, "models", {
         "ENABLE_OPENAI_API": True, "OPENAI_API_BASE_URLS": provider.base_url, "OPENAI_API_KEYS": "fake-key",
         "ENABLE_OLLAMA_API": True, "OLLAMA_BASE_URLS": provider.ollama_url, "MODELS_CACHE_TTL": "1",
     })
-    message = None
-    try:
-        s.start()
-    except StackStartError as err:
-        message = str(err)
-    if message:
-        pytest.fail(f"Skiff stack did not start: {message}", pytrace=False)
-    yield s
-    problems = s.stop(keep_logs=request.session.testsfailed > 0)
-    assert not problems, problems
 
 
 @pytest.fixture(scope="module")
