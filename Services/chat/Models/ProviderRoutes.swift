@@ -128,9 +128,14 @@ struct ProviderRoutes {
             throw APIError(.notFound, "Connection not found")
         }
         let connection = current.openAI[index]
+        var outbound = HTTPClientRequest(url: connection.url + "/models")
+        if let authorization = connection.authorization { outbound.headers.add(name: "Authorization", value: authorization) }
+        return try await relayOK(outbound)
+    }
+
+    /// A provider's JSON answer passed on when it is 200; 500 with the original's texts otherwise.
+    func relayOK(_ outbound: HTTPClientRequest) async throws -> Response {
         do {
-            var outbound = HTTPClientRequest(url: connection.url + "/models")
-            if let authorization = connection.authorization { outbound.headers.add(name: "Authorization", value: authorization) }
             let (response, body) = try await BaseModelCache.fetch(outbound, client: client, timeout: verifyTimeout)
             guard response.status == .ok else {
                 throw APIError(.internalServerError, "Unexpected error: HTTP Error: \(response.status.code)")
@@ -201,17 +206,7 @@ struct ProviderRoutes {
         let form = try await JSONBody.decode(VerifyForm.self, from: request)
         var outbound = HTTPClientRequest(url: ProviderSettings.trimmingSlash(form.url) + "/api/version")
         if let key = form.key, !key.isEmpty { outbound.headers.add(name: "Authorization", value: "Bearer " + key) }
-        do {
-            let (response, body) = try await BaseModelCache.fetch(outbound, client: client, timeout: verifyTimeout, limit: 1 << 20)
-            guard response.status == .ok else {
-                throw APIError(.internalServerError, "Unexpected error: HTTP Error: \(response.status.code)")
-            }
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
-        } catch let error as APIError {
-            throw error
-        } catch {
-            throw ProviderRelay.connectionError
-        }
+        return try await relayOK(outbound)
     }
 
     /// The Ollama models of every connection, one entry per model with the connections that have it (`urls`).
