@@ -41,6 +41,12 @@ let package = Package(
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
+        .systemLibrary(
+            name: "CZlib",
+            path: "Sources/CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         .target(
             name: "Shared",
             dependencies: [
@@ -83,7 +89,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "Chat", dependencies: serviceDependencies, path: "Services/chat",
+            name: "Chat", dependencies: serviceDependencies + ["CZlib"], path: "Services/chat",
             resources: [.copy("Migrations")], swiftSettings: swiftSettings),
         .executableTarget(
             name: "Files", dependencies: serviceDependencies, path: "Services/files",

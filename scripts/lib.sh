@@ -23,6 +23,7 @@ ensure_packages() {
   [ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15)
   [ -f /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
   [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+  [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
   command -v psql >/dev/null || missing+=(postgresql-client-15)
   command -v pkg-config >/dev/null || missing+=(pkg-config)
   command -v wrk >/dev/null || missing+=(wrk)

@@ -1,7 +1,7 @@
 """Tools and functions (/api/v1/tools, /api/v1/functions) through the gateway: stored, never run. Shapes of the
 real 0.12.4 server (ToolResponse, ToolModel, ToolUserResponse with its extra keys, FunctionResponse with `type`
 before `name`, FunctionModel), the id rule and its texts, access by owner and grants, valves and user valves,
-the version history and its diff, and the routes that would need the Python code loaded (501 with a detail).
+the version history and its diff, and the routes that would need the Python code loaded (400 with a detail).
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def test_tool_lifecycle_and_shapes(stack, admin):
         "unit": "km"}
     assert expect_ok(stack.get(f"{TOOLS}/id/{tid}/valves/user", admin["token"])) == {"unit": "km"}
     r = stack.get(f"{TOOLS}/id/{tid}/valves/spec", admin["token"])
-    assert r.status_code == 501 and "does not run" in r.json()["detail"]
+    assert r.status_code == 400 and "does not run" in r.json()["detail"]
     expect_422(stack.post(f"{TOOLS}/id/{tid}/valves/update", admin["token"], json=[1, 2]), ["body"])
 
     assert expect_ok(stack.delete(f"{TOOLS}/id/{tid}/delete", admin["token"])) is True
@@ -215,7 +215,7 @@ def test_functions(stack, admin, make_user):
     entries = expect_ok(stack.get(f"{FUNCTIONS}/id/{fid}/history", admin["token"]))
     assert len(entries) == 2 and list(entries[0])[1] == "function_id"
     r = stack.post(f"{FUNCTIONS}/sync", admin["token"], json={"functions": []})
-    assert r.status_code == 501 and "does not run" in r.json()["detail"]
+    assert r.status_code == 400 and "does not run" in r.json()["detail"]
     assert expect_ok(stack.delete(f"{FUNCTIONS}/id/{fid}/delete", admin["token"])) is True
     assert expect_ok(stack.delete(f"{FUNCTIONS}/id/{fid}/delete", admin["token"])) is True
     assert fid not in [f["id"] for f in expect_ok(stack.get(f"{FUNCTIONS}/", user["token"]))]
@@ -301,3 +301,81 @@ def test_skills(stack, admin, make_user):
     assert expect_ok(stack.delete(f"{SKILLS}/id/{sid}/delete", admin["token"])) is True
     expect_error(stack.get(f"{SKILLS}/id/{sid}", admin["token"]), 404, NOT_FOUND)
     expect_422(stack.post(f"{SKILLS}/create", admin["token"], json={"name": "x"}), ["body", "id"], "missing")
+
+
+def test_skill_archives_export_and_import(stack, admin, make_user):
+    import io
+    import json as _json
+    import zipfile
+
+    token = admin["token"]
+    sid = "arch-" + uuid.uuid4().hex[:8]
+    skill_md = f"---\nname: {sid}-pack\ndescription: Packs things\n---\n# Pack\n"
+    expect_ok(stack.post(f"{SKILLS}/create", token, json={
+        "id": sid, "name": "Archive " + sid, "files": [
+            {"path": "SKILL.md", "content": skill_md}, {"path": "scripts/run.py", "content": "print('hi')\n"},
+            {"path": "bin/blob.dat", "content": "AAEC/w==", "encoding": "base64"}]}))
+    r = stack.get(f"{SKILLS}/export", token, params={"ids": sid, "format": "zip"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert r.headers["content-disposition"] == 'attachment; filename="skills.zip"'
+    archive = zipfile.ZipFile(io.BytesIO(r.content))
+    assert archive.testzip() is None
+    assert sorted(archive.namelist()) == [f"{sid}-pack/SKILL.md", f"{sid}-pack/bin/blob.dat", f"{sid}-pack/scripts/run.py"]
+    assert archive.read(f"{sid}-pack/bin/blob.dat") == b"\x00\x01\x02\xff"
+    r = stack.get(f"{SKILLS}/export", token, params={"ids": sid, "format": "skill"})
+    assert r.headers["content-disposition"] == f'attachment; filename="{sid}.skill"'
+    expect_error(stack.get(f"{SKILLS}/export", token, params={"format": "skill"}), 400, "Select one skill to export as .skill")
+    expect_error(stack.get(f"{SKILLS}/export", token, params={"format": "tar"}), 400, "Export format must be json, zip, or skill")
+
+    # A zip made by Python (deflated), a Markdown file and a JSON package, previewed then imported.
+    other = "imp-" + uuid.uuid4().hex[:8]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(f"{other}/SKILL.md", f"---\nname: {other}\ndescription: From a zip\n---\nBody " * 50)
+        z.writestr(f"{other}/notes/readme.txt", "grüße " * 100)
+        z.writestr("__MACOSX/._junk", "x")
+    md_id = "md-" + uuid.uuid4().hex[:8]
+    uploads = [("files", ("pack.zip", buffer.getvalue(), "application/zip")),
+               ("files", ("single.md", f"---\nname: {md_id}\n---\nhello", "text/markdown")),
+               ("files", ("skills.json", _json.dumps({"id": sid, "name": "Archive " + sid, "content": "# new"}),
+                          "application/json"))]
+    preview = expect_ok(stack.post(f"{SKILLS}/import/preview", token, files=uploads))
+    assert [p["id"] for p in preview] == [other, md_id, sid] and [p["index"] for p in preview] == [0, 1, 2]
+    assert preview[0]["description"] == "From a zip" and preview[0]["id_taken"] is False
+    assert {f["path"] for f in preview[0]["files"]} == {"SKILL.md", "notes/readme.txt"}
+    assert preview[2]["id_taken"] is True and preview[2]["name_taken"] is False and preview[2]["can_replace"] is True
+    current = preview[2]["expected_version_id"]
+    assert current
+    decisions = [{"action": "create"}, {"action": "skip"},
+                 {"action": "replace", "expected_version_id": current}]
+    results = expect_ok(stack.post(f"{SKILLS}/import", token, files=uploads, data={"decisions": _json.dumps(decisions)}))
+    assert results == [{"status": "saved", "id": other}, {"status": "skipped", "id": md_id}, {"status": "saved", "id": sid}]
+    got = expect_ok(stack.get(f"{SKILLS}/id/{other}", token))
+    assert got["description"] == "From a zip"
+    files = {f["path"]: f for f in expect_ok(stack.get(f"{SKILLS}/export", token, params={"ids": other}))["files"]}
+    assert files["notes/readme.txt"]["content"] == "grüße " * 100 and "__MACOSX/._junk" not in files
+    assert expect_ok(stack.get(f"{SKILLS}/id/{sid}", token))["content"] == "# new"
+    # The same again: the id is taken now, and a replace with an old version conflicts.
+    again = expect_ok(stack.post(f"{SKILLS}/import", token, files=uploads[:1], data={"decisions": _json.dumps([{"action": "create"}])}))
+    assert again[0]["status"] == "error" and again[0]["id"] == other
+    stale = expect_ok(stack.post(f"{SKILLS}/import", token, files=uploads[2:],
+                                 data={"decisions": _json.dumps([{"action": "replace", "expected_version_id": current}])}))
+    assert stale[0]["status"] == "error"
+
+    # Bad uploads get 400s, never 500s.
+    expect_error(stack.post(f"{SKILLS}/import/preview", token, files=[("files", ("x.txt", b"hi", "text/plain"))]), 400,
+                 "Use JSON, ZIP, .skill, or Markdown")
+    r = stack.post(f"{SKILLS}/import/preview", token, files=[("files", ("x.zip", b"PK\x03\x04garbage", "application/zip"))])
+    assert r.status_code == 400, r.text
+    r = stack.post(f"{SKILLS}/import/preview", token, files=[("files", ("x.json", b"{nope", "application/json"))])
+    assert r.status_code == 400, r.text
+    empty = io.BytesIO()
+    with zipfile.ZipFile(empty, "w") as z:
+        z.writestr("readme.txt", "no skill here")
+    expect_error(stack.post(f"{SKILLS}/import/preview", token, files=[("files", ("e.zip", empty.getvalue(), "application/zip"))]),
+                 400, "Archive contains no SKILL.md")
+    expect_error(stack.post(f"{SKILLS}/import", token, files=uploads[1:2], data={"decisions": "[]"}), 400,
+                 "One decision is required per skill")
+    assert stack.post(f"{SKILLS}/import/preview", token, data={"x": "1"}).status_code == 422
+    user = make_user()
+    expect_error(stack.post(f"{SKILLS}/import/preview", user["token"], files=uploads[1:2]), 403, "Import permission required")

@@ -336,7 +336,7 @@ struct PluginStore: Sendable {
 
     static func needsCode(_ what: String) -> APIError {
         APIError(
-            .notImplemented,
+            .badRequest,
             "Skiff stores \(what) but does not run their Python code, so this route (which needs the code loaded) is not available."
         )
     }

@@ -37,8 +37,8 @@ struct SkillsController {
         routes.post("id/:id/update/version", use: setVersion)
         routes.post("id/:id/clone", use: clone)
         routes.post("load/url", use: notHere)
-        routes.post("import/preview", use: notHere)
-        routes.post("import", use: notHere)
+        routes.post("import/preview", use: importPreview)
+        routes.post("import", use: importSkills)
         return routes
     }
 
@@ -214,11 +214,9 @@ struct SkillsController {
         guard ["json", "zip", "skill"].contains(format) else {
             throw APIError(.badRequest, "Export format must be json, zip, or skill")
         }
-        guard format == "json" else {
-            throw APIError(.notImplemented, "Skiff exports skills as JSON only; ask for format=json.")
-        }
         var ids: [String] = []
         for id in request.uri.queryParameters.getAll("ids").map({ String($0) }) where !ids.contains(id) { ids.append(id) }
+        if format == "skill", ids.count != 1 { throw APIError(.badRequest, "Select one skill to export as .skill") }
         guard ids.count <= 1000 else { throw APIError(.badRequest, "Export at most 1000 skills at a time") }
         var sql = SQLBuilder(
             """
@@ -239,13 +237,17 @@ struct SkillsController {
             found[id] = (json, readable)
             if readable { listed.append(json) }
         }
-        guard !ids.isEmpty else { return JSONResponse.text(OrderedJSON.array(listed)) }
+        guard !ids.isEmpty else {
+            if format != "json" { return try Self.archive(listed, format: format, ids: ids) }
+            return JSONResponse.text(OrderedJSON.array(listed))
+        }
         // Asked by id: each must exist and be readable, in the order asked.
         let packages = try ids.map { id -> String in
             guard let package = found[id] else { throw Self.missing }
             guard package.readable else { throw Self.denied }
             return package.json
         }
+        if format != "json" { return try Self.archive(packages, format: format, ids: ids) }
         let body: String = ids.count == 1 ? packages[0] : OrderedJSON.array(packages)
         return JSONResponse.text(body)
     }
@@ -253,8 +255,8 @@ struct SkillsController {
     @Sendable func notHere(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         _ = try context.requireVerified()
         throw APIError(
-            .notImplemented,
-            "Skiff does not import skills from archives or URLs; create them with /api/v1/skills/create or clone one.")
+            .badRequest,
+            "Skiff does not fetch skills from URLs; download the file and upload it to /api/v1/skills/import instead.")
     }
 
     // MARK: One skill
@@ -417,6 +419,14 @@ struct SkillsController {
         let id = try context.parameters.require("id")
         let form = try JSONBody.decode(SkillForm.self, from: try await history.body(request))
         let json = try await history.transaction { connection -> String in
+            try await applyUpdate(form, id: id, user: user, on: connection)
+        }
+        return JSONResponse.text(json)
+    }
+
+    /// Update's checks and writes (also an import's `replace`); returns the `SkillModel` text.
+    func applyUpdate(_ form: SkillForm, id: String, user: Identity, on connection: PostgresConnection) async throws -> String {
+        do {
             let row = try await checked(
                 id, user, "write", missing: .notFound, denied: .unauthorized, full: true, lock: true, on: connection)
             if let expected = form.expectedVersionID, expected != row.versionID { throw Self.versionConflict(row.versionID) }
@@ -462,7 +472,6 @@ struct SkillsController {
                 """, logger: logger)
             return try await store.json(Self.kind, id, Self.modelJSON, on: connection)
         }
-        return JSONResponse.text(json)
     }
 
     @Sendable func updateAccess(_ request: Request, context: ServiceRequestContext) async throws -> Response {
