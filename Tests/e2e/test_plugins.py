@@ -333,7 +333,6 @@ def test_skill_archives_export_and_import(stack, admin, make_user):
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr(f"{other}/SKILL.md", f"---\nname: {other}\ndescription: From a zip\n---\nBody " * 50)
         z.writestr(f"{other}/notes/readme.txt", "grüße " * 100)
-        z.writestr("__MACOSX/._junk", "x")
     md_id = "md-" + uuid.uuid4().hex[:8]
     uploads = [("files", ("pack.zip", buffer.getvalue(), "application/zip")),
                ("files", ("single.md", f"---\nname: {md_id}\n---\nhello", "text/markdown")),
@@ -353,7 +352,7 @@ def test_skill_archives_export_and_import(stack, admin, make_user):
     got = expect_ok(stack.get(f"{SKILLS}/id/{other}", token))
     assert got["description"] == "From a zip"
     files = {f["path"]: f for f in expect_ok(stack.get(f"{SKILLS}/export", token, params={"ids": other}))["files"]}
-    assert files["notes/readme.txt"]["content"] == "grüße " * 100 and "__MACOSX/._junk" not in files
+    assert files["notes/readme.txt"]["content"] == "grüße " * 100
     assert expect_ok(stack.get(f"{SKILLS}/id/{sid}", token))["content"] == "# new"
     # The same again: the id is taken now, and a replace with an old version conflicts.
     again = expect_ok(stack.post(f"{SKILLS}/import", token, files=uploads[:1], data={"decisions": _json.dumps([{"action": "create"}])}))
@@ -374,8 +373,66 @@ def test_skill_archives_export_and_import(stack, admin, make_user):
         z.writestr("readme.txt", "no skill here")
     expect_error(stack.post(f"{SKILLS}/import/preview", token, files=[("files", ("e.zip", empty.getvalue(), "application/zip"))]),
                  400, "Archive contains no SKILL.md")
+    junk = io.BytesIO()
+    with zipfile.ZipFile(junk, "w") as z:
+        z.writestr("a/SKILL.md", "x")
+        z.writestr("__MACOSX/._a", "x")
+    expect_error(stack.post(f"{SKILLS}/import/preview", token, files=[("files", ("j.zip", junk.getvalue(), "application/zip"))]),
+                 400, "Archive contains files outside skill directories")
     expect_error(stack.post(f"{SKILLS}/import", token, files=uploads[1:2], data={"decisions": "[]"}), 400,
                  "One decision is required per skill")
     assert stack.post(f"{SKILLS}/import/preview", token, data={"x": "1"}).status_code == 422
     user = make_user()
     expect_error(stack.post(f"{SKILLS}/import/preview", user["token"], files=uploads[1:2]), 403, "Import permission required")
+
+
+def test_skill_file_operations_and_diffs(stack, admin):
+    token = admin["token"]
+    sid = "ops-" + uuid.uuid4().hex[:8]
+    created = expect_ok(stack.post(f"{SKILLS}/create", token, json={
+        "id": sid, "name": "Ops " + sid, "files": [
+            {"path": "SKILL.md", "content": "# One\nline a\n"}, {"path": "docs/a.txt", "content": "A"},
+            {"path": "docs/b.txt", "content": "B"}, {"path": "old.txt", "content": "gone soon"}]}))
+    first = created["version_id"]
+
+    def update(**body):
+        return stack.post(f"{SKILLS}/id/{sid}/update", token, json={"id": sid, "name": "Ops " + sid, **body})
+
+    ops = [{"op": "move", "path": "docs", "destination": "guides"}, {"op": "delete", "path": "old.txt"},
+           {"op": "put", "path": "SKILL.md", "content": "# One\nline b\n"},
+           {"op": "put", "path": "bin/x", "content": "AAE=", "encoding": "base64"}]
+    expect_error(update(operations=ops), 400, "expected_version_id is required for file updates")
+    saved = expect_ok(update(operations=ops, expected_version_id=first))
+    assert [f["path"] for f in saved["data"]["files"]] == ["SKILL.md", "bin/x", "guides/a.txt", "guides/b.txt"]
+    second = saved["version_id"]
+    assert second != first
+    # Failed operations change nothing and answer the original's masked 400.
+    for bad in ([{"op": "delete", "path": "SKILL.md"}], [{"op": "delete", "path": "nope"}],
+                [{"op": "move", "path": "guides", "destination": "guides/inner"}],
+                [{"op": "move", "path": "guides/a.txt", "destination": "guides/b.txt"}], [{"op": "put", "path": "../x", "content": ""}],
+                [{"op": "put", "path": "x"}]):
+        expect_error(update(operations=bad, expected_version_id=second), 400, "[ERROR: Error updating skill]")
+    expect_422(update(operations=[{"op": "rename", "path": "a"}], expected_version_id=second))
+    expect_error(update(operations=[], expected_version_id=first), 409)
+    assert expect_ok(stack.get(f"{SKILLS}/id/{sid}", token))["version_id"] == second
+
+    diff = expect_ok(stack.get(f"{SKILLS}/id/{sid}/history/diff", token, params={"from_id": first, "to_id": ""}))
+    assert diff["metadata"] == {}
+    assert diff["files"] == [
+        {"path": "SKILL.md", "status": "modified", "binary": False}, {"path": "bin/x", "status": "added", "binary": True},
+        {"path": "docs/a.txt", "status": "deleted", "binary": False}, {"path": "docs/b.txt", "status": "deleted", "binary": False},
+        {"path": "guides/a.txt", "status": "added", "binary": False}, {"path": "guides/b.txt", "status": "added", "binary": False},
+        {"path": "old.txt", "status": "deleted", "binary": False}]
+    one = expect_ok(stack.get(f"{SKILLS}/id/{sid}/history/diff/file", token,
+                              params={"from_id": first, "to_id": second, "path": "SKILL.md"}))
+    old, new = "# One\nline a\n", "# One\nline b\n"
+    expected = "\n".join(difflib.unified_diff(old.splitlines(), new.splitlines(), fromfile=f"{first[:7]}/SKILL.md",
+                                              tofile=f"{second[:7]}/SKILL.md", lineterm=""))
+    assert one == {"binary": False, "diff": expected, "line_endings_only": False}
+    assert expect_ok(stack.get(f"{SKILLS}/id/{sid}/history/diff/file", token,
+                               params={"from_id": first, "to_id": second, "path": "bin/x"})) == {"binary": True}
+    expect_error(stack.get(f"{SKILLS}/id/{sid}/history/diff/file", token,
+                           params={"from_id": first, "to_id": second, "path": "none"}), 404, "File not found")
+    expect_error(stack.get(f"{SKILLS}/id/{sid}/history/diff", token, params={"from_id": "nope", "to_id": ""}), 404,
+                 "Skill version not found")
+    expect_422(stack.get(f"{SKILLS}/id/{sid}/history/diff", token, params={"from_id": first}))

@@ -45,15 +45,44 @@ def test_new_user_boot_lists(stack, make_user):
 def test_settings_merge_and_order(stack, make_user):
     user = make_user()
     t = user["token"]
-    saved = expect_ok(stack.post("/api/v1/users/user/settings/update", t, json={"notifications": {"x": 1}}))
-    assert saved == {"ui": {}, "notifications": {"x": 1}}
+    saved = expect_ok(stack.post("/api/v1/users/user/settings/update", t, json={"memory": {"x": 1}}))
+    assert saved == {"ui": {}, "memory": {"x": 1}}
     r = stack.get("/api/v1/users/user/settings", t)
     assert r.text.startswith('{"ui":'), "ui comes first"
     saved = expect_ok(stack.post("/api/v1/users/user/settings/update", t, json={"ui": {"version": "0.12.4", "a": 1}}))
     assert saved["ui"] == {"version": "0.12.4", "a": 1}
     saved = expect_ok(stack.post("/api/v1/users/user/settings/update", t, json={"ui": {"a": None}}))
-    assert saved["ui"] == {"version": "0.12.4"} and saved["notifications"] == {"x": 1}
+    assert saved["ui"] == {"version": "0.12.4"} and saved["memory"] == {"x": 1}
     expect_422(stack.post("/api/v1/users/user/settings/update", t, json=[1]), ["body"])
+
+
+def test_settings_keys_a_user_may_not_set(stack, make_user, make_stack):
+    # Default permissions: no webhooks and no direct tool servers for users; interface and system prompt allowed.
+    t = make_user()["token"]
+    saved = expect_ok(stack.post("/api/v1/users/user/settings/update", t, json={
+        "notifications": {"webhook_url": "https://hook"},
+        "ui": {"notifications": {"webhook_url": "https://hook", "enabled": True}, "toolServers": [{"url": "x"}],
+               "system": "Be brief.", "widescreenMode": True}}))
+    assert "notifications" not in saved and "toolServers" not in saved["ui"]
+    assert saved["ui"]["notifications"] == {"enabled": True}
+    assert saved["ui"]["system"] == "Be brief." and saved["ui"]["widescreenMode"] is True
+
+    # An admin who takes the interface and system-prompt permissions away: those keys are dropped, others kept.
+    s = make_stack()
+    admin = s.signup_admin()
+    s.set_admin_config(admin["token"], ENABLE_SIGNUP=True)
+    perms = expect_ok(s.get("/api/v1/users/default/permissions", admin["token"]))
+    perms["settings"]["interface"] = False
+    perms["chat"]["system_prompt"] = False
+    expect_ok(s.post("/api/v1/users/default/permissions", admin["token"], json=perms))
+    user = s.create_user(admin["token"], role="user")
+    saved = expect_ok(s.post("/api/v1/users/user/settings/update", user["token"], json={
+        "ui": {"widescreenMode": True, "system": "x", "version": "0.12.4", "memory": True}}))
+    assert saved["ui"] == {"version": "0.12.4", "memory": True}
+    # Admins keep everything.
+    saved = expect_ok(s.post("/api/v1/users/user/settings/update", admin["token"], json={
+        "ui": {"widescreenMode": True, "system": "x", "toolServers": []}, "notifications": {"webhook_url": "h"}}))
+    assert saved["ui"] == {"widescreenMode": True, "system": "x", "toolServers": []} and saved["notifications"]
 
 
 def test_status_and_variables(stack, make_user):

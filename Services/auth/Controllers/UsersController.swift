@@ -174,9 +174,10 @@ struct UsersController {
     @Sendable func updateSettings(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let identity = try context.requireVerified()
         let body = try await JSONBody.decode(JSONValue.self, from: request)
-        guard case .object(let updates) = body else { throw Self.dictionaryError(body) }
+        guard case .object(var updates) = body else { throw Self.dictionaryError(body) }
         guard let user = try await accounts.users.find(id: identity.userID) else { throw Self.userNotFound }
         var settings = user.settings?.objectValue ?? ["ui": .object([:])]
+        if !identity.isAdmin { try await withoutForbiddenKeys(&updates, userID: identity.userID) }
         for (key, value) in updates where key != "ui" { settings[key] = value }
         if case .object(let uiPatch)? = updates["ui"] {
             var ui = settings["ui"]?.objectValue ?? [:]
@@ -185,6 +186,47 @@ struct UsersController {
         }
         try await accounts.users.setJSON("settings", value: .object(settings), userID: identity.userID)
         return JSONResponse.text(Self.settingsText(settings))
+    }
+
+    /// `InterfaceSettings`' fields: what a user without `settings.interface` may not change.
+    static let interfaceKeys: Set<String> = [
+        "autoTags", "autoFollowUps", "highContrastMode", "detectArtifacts", "responseAutoCopy", "showUsername",
+        "showUpdateToast", "showChangelog", "showEmojiInCall", "voiceInterruption", "displayMultiModelResponsesInTabs",
+        "chatFadeStreamingText", "richTextInput", "showFormattingToolbar", "insertPromptAsRichText", "promptAutocomplete",
+        "insertSuggestionPrompt", "keepFollowUpPrompts", "insertFollowUpPrompt", "regenerateMenu", "enableMessageQueue",
+        "largeTextAsFile", "copyFormatted", "collapseCodeBlocks", "renderMarkdownInUserMessages",
+        "renderMarkdownInAssistantMessages", "expandDetails", "chatHoverPreview", "renderMarkdownInPreviews", "chatBubble",
+        "widescreenMode", "splitLargeChunks", "scrollOnBranchChange", "scrollOnResponseGeneration",
+        "showFilesOnTerminalSelect", "temporaryChatByDefault", "userLocation", "showChatTitleInTab",
+        "iframeSandboxAllowScripts", "iframeSandboxAllowSameOrigin", "iframeSandboxAllowForms",
+        "iframeSandboxAllowDownloads", "terminalPreviewAllowSameOrigin", "stylizedPdfExport", "hapticFeedback",
+        "ctrlEnterToSend", "showFloatingActionButtons", "imageCompression", "imageCompressionInChannels", "landingPageMode",
+        "chatDirection", "terminalFileDisplay", "defaultUploadContext", "webSearch", "models", "backgroundImageUrl",
+        "fontFamily", "textScale", "title", "imageCompressionSize", "floatingActionButtons",
+    ]
+
+    /// The original's rules for users: interface keys only with `settings.interface`, `ui.system` only with
+    /// `chat.controls` and `chat.system_prompt`, `ui.toolServers` only with `features.direct_tool_servers`,
+    /// notification webhooks only with `features.webhooks`; the rest of the update stands.
+    func withoutForbiddenKeys(_ updates: inout [String: JSONValue], userID: String) async throws {
+        let permissions = try await accounts.permissions(ofUser: userID)
+        if var ui = updates["ui"]?.objectValue {
+            if !permissions.allows("settings.interface") { ui = ui.filter { !Self.interfaceKeys.contains($0.key) } }
+            if ui["system"] != nil, !(permissions.allows("chat.controls") && permissions.allows("chat.system_prompt")) {
+                ui["system"] = nil
+            }
+            if ui["toolServers"] != nil, !permissions.allows("features.direct_tool_servers") { ui["toolServers"] = nil }
+            updates["ui"] = .object(ui)
+        }
+        let webhook = updates["ui"]?["notifications"]?["webhook_url"] != nil
+        if updates["notifications"] != nil || webhook, !permissions.allows("features.webhooks") {
+            updates["notifications"] = nil
+            if var ui = updates["ui"]?.objectValue, var notifications = ui["notifications"]?.objectValue {
+                notifications["webhook_url"] = nil
+                ui["notifications"] = .object(notifications)
+                updates["ui"] = .object(ui)
+            }
+        }
     }
 
     @Sendable func info(_ request: Request, context: ServiceRequestContext) async throws -> Response {

@@ -104,16 +104,27 @@ extension SkillsController {
         return SkillFile(path: path, content: Data(data).base64EncodedString(), encoding: "base64")
     }
 
-    /// Skills in a tree of files: every folder holding a SKILL.md that lies in no other such folder.
-    static func packages(inTree entries: [(path: String, data: [UInt8])]) throws -> [Package] {
-        let entries = entries.filter { !$0.path.hasPrefix("__MACOSX/") && !$0.path.hasSuffix("/.DS_Store") && $0.path != ".DS_Store" }
-        var roots: [String] = []
-        for entry in entries where entry.path == "SKILL.md" || entry.path.hasSuffix("/SKILL.md") {
-            roots.append(String(entry.path.dropLast("SKILL.md".count)))
+    /// Skills in a tree of files: a SKILL.md at the top makes one skill of everything; otherwise every folder
+    /// holding a SKILL.md that lies in no other such folder is one (a nested one's files are its parent's).
+    static func packages(
+        inTree entries: [(path: String, data: [UInt8])], noSkill: String = "Archive contains no SKILL.md",
+        outside: String = "Archive contains files outside skill directories"
+    ) throws -> [Package] {
+        var seen: Set<String> = []
+        for entry in entries where !seen.insert(entry.path).inserted {
+            throw importFailure("Duplicate archive path: \(entry.path)")
         }
-        roots = roots.filter { root in !roots.contains { $0 != root && root.hasPrefix($0) } }.sorted()
-        guard !roots.isEmpty else { throw importFailure("Archive contains no SKILL.md") }
-        return roots.map { root in
+        if seen.contains("SKILL.md") {
+            return [Package(files: entries.map { skillFile(path: $0.path, data: $0.data) })]
+        }
+        var roots = Set<String>()
+        for entry in entries where entry.path.hasSuffix("/SKILL.md") {
+            roots.insert(String(entry.path.dropLast("SKILL.md".count)))
+        }
+        let kept = roots.filter { root in !roots.contains { $0 != root && root.hasPrefix($0) } }.sorted()
+        guard !kept.isEmpty else { throw importFailure(noSkill) }
+        if entries.contains(where: { entry in !kept.contains { entry.path.hasPrefix($0) } }) { throw importFailure(outside) }
+        return kept.map { root in
             let files = entries.filter { $0.path.hasPrefix(root) }.map { skillFile(path: String($0.path.dropFirst(root.count)), data: $0.data) }
             return Package(files: files)
         }
@@ -122,10 +133,7 @@ extension SkillsController {
     /// Every package the uploads hold, in upload order.
     static func packages(from uploads: [MultipartPart]) throws -> [Package] {
         var result: [Package] = []
-        let folder = uploads.filter { ($0.filename ?? "").contains("/") }
-        if !folder.isEmpty {
-            result += try packages(inTree: folder.map { ($0.filename ?? "", $0.data) })
-        }
+        guard uploads.reduce(0, { $0 + $1.data.count }) <= 200 << 20 else { throw importFailure("Import exceeds 200 MiB") }
         for upload in uploads where !(upload.filename ?? "").contains("/") {
             let name = (upload.filename ?? "").lowercased()
             if name.hasSuffix(".zip") || name.hasSuffix(".skill") {
@@ -154,6 +162,13 @@ extension SkillsController {
             } else {
                 throw importFailure("Use JSON, ZIP, .skill, or Markdown")
             }
+        }
+        // A folder's files (names with `/`) come after the single uploads.
+        let folder = uploads.filter { ($0.filename ?? "").contains("/") }
+        if !folder.isEmpty {
+            result += try packages(
+                inTree: folder.map { ($0.filename ?? "", $0.data) },
+                noSkill: "Select a folder containing one or more non-nested skills", outside: "Files outside skill directories")
         }
         return result.map(withDefaults)
     }

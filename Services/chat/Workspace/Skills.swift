@@ -32,6 +32,8 @@ struct SkillsController {
         routes.get("id/:id/files", use: files)
         routes.get("id/:id/files/content", use: fileContent)
         routes.get("id/:id/history", use: historyList)
+        routes.get("id/:id/history/diff", use: diff)
+        routes.get("id/:id/history/diff/file", use: fileDiff)
         routes.get("id/:id/history/:entry", use: historyEntry)
         routes.delete("id/:id/history/:entry", use: deleteHistoryEntry)
         routes.post("id/:id/update/version", use: setVersion)
@@ -273,6 +275,7 @@ struct SkillsController {
         var meta: JSONValue?
         var isActive: Bool?
         var accessGrants: [JSONValue]?
+        var operations: [FileOperation]?
         var sent: Set<String> = []
 
         struct SkillData: Decodable {
@@ -309,9 +312,7 @@ struct SkillsController {
             }
             isActive = try c.decodeIfPresent(Bool.self, forKey: .isActive)
             accessGrants = try c.decodeIfPresent([JSONValue].self, forKey: .accessGrants)
-            if c.contains(.operations), try !c.decodeNil(forKey: .operations) {
-                throw APIError(.notImplemented, "Skiff does not apply file operations; send the whole `files` list.")
-            }
+            operations = try c.decodeIfPresent([FileOperation].self, forKey: .operations)
             sent = Set(c.allKeys.map(\.stringValue))
         }
 
@@ -430,12 +431,19 @@ struct SkillsController {
             let row = try await checked(
                 id, user, "write", missing: .notFound, denied: .unauthorized, full: true, lock: true, on: connection)
             if let expected = form.expectedVersionID, expected != row.versionID { throw Self.versionConflict(row.versionID) }
-            let changesFiles = form.files != nil || form.data != nil
-            if changesFiles, form.expectedVersionID == nil {
+            let changers = [form.files != nil, form.data != nil, form.operations != nil].filter { $0 }.count
+            if changers > 0, form.expectedVersionID == nil {
                 throw APIError(.badRequest, "expected_version_id is required for file updates")
             }
-            if form.files != nil && form.data != nil { throw APIError(.badRequest, "[ERROR: Error updating skill]") }
+            if changers > 1 { throw APIError(.badRequest, "[ERROR: Error updating skill]") }
             var files = form.data?.files ?? form.files ?? Self.files(of: row.data)
+            if let operations = form.operations {
+                do {
+                    files = try Self.apply(operations, to: files)
+                } catch is FileOperation.Failure {
+                    throw APIError(.badRequest, "[ERROR: Error updating skill]")
+                }
+            }
             if let content = form.content {
                 files.removeAll { $0.path == "SKILL.md" }
                 files.append(SkillFile(path: "SKILL.md", content: content))
