@@ -267,3 +267,27 @@ def test_note_room_and_collaborative_document(stack, make_user, clients):
     time.sleep(0.5)
     assert not a.find(lambda d: True, event="ydoc:awareness:update")
     assert a.connected and b.connected and c.connected
+
+
+def test_note_chats_stay_out_of_chat_lists(stack, make_user):
+    alice, bob = make_user(), make_user()
+    note = create(stack, alice, title="With a chat")
+    first = expect_ok(stack.get(f"{API}/{note['id']}/chat", alice["token"]))
+    assert first["title"] == "Chat" and first["meta"] == {"internal": True, "type": "note", "note_id": note["id"]}
+    system = first["chat"]["params"]["system"]
+    assert system.startswith(f"CONTEXT:\nCurrent note id: {note['id']}\n") and "replace_note_content" in system
+    assert first["chat"]["models"] == [""] and first["chat"]["history"] == {"messages": {}, "currentId": None}
+    again = expect_ok(stack.get(f"{API}/{note['id']}/chat", alice["token"]))
+    assert again["id"] == first["id"] and again["updated_at"] == first["updated_at"]
+    second = expect_ok(stack.post(f"{API}/{note['id']}/chat", alice["token"]))
+    assert second["id"] != first["id"]
+    assert {c["id"] for c in expect_ok(stack.get(f"{API}/{note['id']}/chats", alice["token"]))} == {first["id"], second["id"]}
+    # Hidden from the chat list, search and counts, but readable by id as any of the owner's chats.
+    listed = [c["id"] for c in expect_ok(stack.get("/api/v1/chats/", alice["token"]))]
+    assert first["id"] not in listed and second["id"] not in listed
+    assert first["id"] not in [c["id"] for c in expect_ok(stack.get("/api/v1/chats/search?text=Chat", alice["token"]))]
+    assert expect_ok(stack.get(f"/api/v1/chats/{first['id']}", alice["token"]))["id"] == first["id"]
+    # Others: no access to the note, no chat; unknown notes 404.
+    expect_error(stack.get(f"{API}/{note['id']}/chat", bob["token"]), 403, "Something went wrong :/")
+    expect_error(stack.post(f"{API}/{note['id']}/chat", bob["token"]), 403, "Something went wrong :/")
+    expect_error(stack.get(f"{API}/nope/chat", alice["token"]), 404)

@@ -127,7 +127,7 @@ extension ChatStore {
                     WHERE jsonb_typeof(m.value -> 'content') = 'string')::text,
                 (SELECT coalesce(json_agg(e -> 'content'), '[]') FROM jsonb_array_elements(\(Self.legacyMessages)) e
                     WHERE jsonb_typeof(e -> 'content') = 'string')::text
-            FROM chat.chats c WHERE c.user_id =
+            FROM chat.chats c WHERE NOT c.internal AND c.user_id =
             """)
         sql.bind(userID)
         sql.append(" AND c.archived = \(search.archived)")

@@ -129,7 +129,7 @@ struct ChatStore: Sendable {
         item: String, where build: (inout SQLBuilder) -> Void, order: ChatOrder?, limit: Int? = nil, offset: Int = 0
     ) -> SQLBuilder {
         var sql = SQLBuilder("SELECT coalesce(json_agg(\(item) ORDER BY page.n), '[]')::text FROM (SELECT c.id, ")
-        sql.append("row_number() OVER (\(order.map { "ORDER BY \($0.sql)" } ?? "")) AS n FROM chat.chats c WHERE ")
+        sql.append("row_number() OVER (\(order.map { "ORDER BY \($0.sql)" } ?? "")) AS n FROM chat.chats c WHERE NOT c.internal AND ")
         build(&sql)
         if let order { sql.append(" ORDER BY \(order.sql)") }
         if let limit { sql.append(" LIMIT \(limit)") }
@@ -140,7 +140,7 @@ struct ChatStore: Sendable {
 
     func count(userID: String, archived: Bool) async throws -> Int {
         let rows = try await postgres.query(
-            "SELECT count(*)::bigint FROM chat.chats WHERE user_id = \(userID) AND archived = \(archived)", logger: logger)
+            "SELECT count(*)::bigint FROM chat.chats WHERE user_id = \(userID) AND archived = \(archived) AND NOT internal", logger: logger)
         for try await count in rows.decode(Int.self) { return count }
         return 0
     }
@@ -150,7 +150,7 @@ struct ChatStore: Sendable {
         let rows = try await postgres.query(
             """
             SELECT coalesce(string_agg(\(unescaped: Self.chatJSON())::text, E'\\n' ORDER BY c.updated_at DESC, c.id) || E'\\n', '')
-            FROM chat.chats c WHERE c.user_id = \(userID)
+            FROM chat.chats c WHERE c.user_id = \(userID) AND NOT c.internal
             """, logger: logger)
         for try await text in rows.decode(String.self) { return text }
         return ""
@@ -338,6 +338,7 @@ struct ChatStore: Sendable {
                     'active', false, 'readonly', false) AS item,
                     row_number() OVER (ORDER BY (c.updated_at > coalesce(c.last_read_at, 0)) DESC, c.updated_at DESC, c.id) AS n
                 FROM chat.chats c WHERE c.user_id = \(userID) AND c.folder_id = \(folderID) AND NOT c.pinned AND NOT c.archived
+                    AND NOT c.internal
                 ORDER BY n LIMIT \(limit) OFFSET \(offset)) page
             """, logger: logger)
         for try await (text, total) in rows.decode((String, Int).self) { return (text, total) }

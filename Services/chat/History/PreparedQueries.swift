@@ -9,7 +9,7 @@ import Shared
 struct ChatListPage: PostgresPreparedStatement {
     static let sql = """
         SELECT '[' || array_to_string(ARRAY(SELECT c.item FROM chat.chats c
-            WHERE c.user_id = $1 AND NOT c.archived AND ($2 OR NOT c.pinned) AND ($3 OR c.folder_id IS NULL)
+            WHERE c.user_id = $1 AND NOT c.archived AND NOT c.internal AND ($2 OR NOT c.pinned) AND ($3 OR c.folder_id IS NULL)
             ORDER BY c.updated_at DESC, c.id LIMIT $4 OFFSET $5), ',') || ']'
         """
     typealias Row = ByteBuffer

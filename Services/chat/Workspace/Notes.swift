@@ -24,6 +24,8 @@ struct NotesController {
         routes.post("create", use: create)
         routes.get(":id", use: get)
         routes.get(":id/chats", use: chats)
+        routes.get(":id/chat", use: noteChat)
+        routes.post(":id/chat", use: newNoteChat)
         routes.post(":id/update", use: update)
         routes.post(":id/access/update", use: updateAccess)
         routes.post(":id/pin", use: pin)
@@ -260,6 +262,66 @@ struct NotesController {
             return "[]"
         }
         return JSONResponse.text(json)
+    }
+
+    /// The system prompt of a note's assistant chat.
+    static func noteChatSystem(_ noteID: String) -> String {
+        "CONTEXT:\nCurrent note id: \(noteID)\nThis chat is attached to the current note.\nFor edit requests like make "
+            + "this concise, rewrite, enhance, shorten, or update: call view_note then replace_note_content.\nDo not say "
+            + "an edit is done unless replace_note_content succeeds."
+    }
+
+    /// A new hidden chat of the caller attached to the note (`ChatResponse`).
+    func createNoteChat(_ noteID: String, user: Identity) async throws -> String {
+        let id = UUID().uuidString.lowercased()
+        let now = ChatHistory.now()
+        let chat: [String: JSONValue] = [
+            "id": .string(id), "title": .string("Chat"), "models": .array([.string("")]),
+            "params": .object(["system": .string(Self.noteChatSystem(noteID))]),
+            "history": .object(["messages": .object([:]), "currentId": .null]), "messages": .array([]), "tags": .array([]),
+        ]
+        let row = ChatRow(
+            id: id, userID: user.userID, title: "Chat", chat: chat,
+            meta: ["internal": .bool(true), "type": .string("note"), "note_id": .string(noteID)], variables: .object([:]),
+            folderID: nil, pinned: false, archived: false, shareID: nil, currentMessageID: nil, createdAt: now, updatedAt: now)
+        return try await history.create(row, actor: user.userID, lastReadAt: now)
+    }
+
+    /// `GET /{id}/chat`: the caller's latest chat of the note (its system prompt set right, without touching
+    /// `updated_at`), or a new one.
+    @Sendable func noteChat(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (user, id) = try await caller(context)
+        let system = Self.noteChatSystem(id)
+        let existing = try await history.transaction { connection -> String? in
+            try await authorize(id, user, "read", on: connection)
+            let rows = try await connection.query(
+                """
+                SELECT c.id FROM chat.chats c WHERE c.user_id = \(user.userID) AND c.internal
+                AND c.meta ->> 'type' = 'note' AND c.meta ->> 'note_id' = \(id)
+                ORDER BY c.updated_at DESC, c.created_at DESC LIMIT 1
+                """, logger: logger)
+            var found: String?
+            for try await chatID in rows.decode(String.self) { found = chatID }
+            guard let chatID = found, var row = try await history.chats.lock(id: chatID, userID: user.userID, document: true, on: connection)
+            else { return nil }
+            var params = row.chat["params"]?.objectValue ?? [:]
+            if params["note_id"] != nil || params["system"]?.stringValue != system {
+                params["note_id"] = nil
+                params["system"] = .string(system)
+                row.chat["params"] = .object(params)
+                try await history.chats.save(row, answering: false, on: connection)
+            }
+            return try await history.chats.json(id: chatID, on: connection)
+        }
+        if let existing { return JSONResponse.text(existing) }
+        return JSONResponse.text(try await createNoteChat(id, user: user))
+    }
+
+    /// `POST /{id}/chat`: always a new chat of the note.
+    @Sendable func newNoteChat(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (user, id) = try await caller(context)
+        try await history.postgres.withConnection { connection in _ = try await authorize(id, user, "read", on: connection) }
+        return JSONResponse.text(try await createNoteChat(id, user: user))
     }
 
     struct NoteUpdateForm: Decodable {
