@@ -1,7 +1,7 @@
 // /api/v1/tools and /api/v1/functions: plugin code and settings stored with the real server's routes, shapes,
 // access rules and version history. Skiff never runs the Python: what the original learns by loading the module
 // (a tool's `specs`, a function's `type`) comes from reading the source, and routes that need the module loaded
-// answer 501 with a detail that says so.
+// answer 400 with a detail that says so.
 import Foundation
 import Hummingbird
 import Logging
