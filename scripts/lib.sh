@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set-up shared by ./scripts/run and ./scripts/test: Debian packages, local Postgres and Redis under .data/.
+# Set-up shared by ./scripts/run and ./scripts/test: Debian packages and pgvector, local Postgres and Redis
+# under .data/.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,6 +36,61 @@ ensure_packages() {
   if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
     useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
   fi
+}
+
+# Debian 12 has no pgvector for PostgreSQL 15: build the one from Debian 13's (trixie) source package.
+# `make install` only adds files under PostgreSQL's own directories, so a running server needs no restart.
+PGVECTOR_SUITE="${SKIFF_PGVECTOR_SUITE:-trixie}"
+
+ensure_pgvector() {
+  [ -f "$("$PG_BIN/pg_config" --sharedir 2>/dev/null)/extension/vector.control" ] && return 0
+  local work
+  work="$(mktemp -d)"
+  log "building pgvector for PostgreSQL 15 from Debian $PGVECTOR_SUITE's source package"
+  # Every step is chained with && : errexit does not apply inside an `if` condition.
+  if install_pgvector_build_needs && fetch_pgvector_source "$work" && build_pgvector "$work"/pgvector-*/ &&
+    [ -f "$("$PG_BIN/pg_config" --sharedir)/extension/vector.control" ]; then
+    rm -rf "$work"
+  else
+    rm -rf "$work"
+    log "ERROR: could not build and install pgvector for PostgreSQL 15 (see the messages above)"
+    exit 1
+  fi
+}
+
+# The server headers are taken at the running server's version when the archive still has it: the newest
+# postgresql-server-dev-15 would otherwise pull a postgresql-15 upgrade in under a running cluster.
+install_pgvector_build_needs() {
+  local missing=() dev=postgresql-server-dev-15 server
+  [ -f "$("$PG_BIN/pg_config" --includedir-server 2>/dev/null)/postgres.h" ] || missing+=("$dev")
+  { command -v make && command -v gcc; } >/dev/null || missing+=(build-essential)
+  command -v dpkg-source >/dev/null || missing+=(dpkg-dev)  # apt-get source unpacks with it
+  [ ${#missing[@]} -eq 0 ] && return 0
+  as_root apt-get update -qq || return 1
+  server="$(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null || true)"
+  if [ -n "$server" ] && apt-cache madison "$dev" | grep -qF " $server "; then
+    missing=("${missing[@]/#$dev/$dev=$server}")
+  fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# A throw-away sources list and lists directory: the system's apt sources and package lists stay as they are.
+fetch_pgvector_source() {
+  local dir=$1
+  local apt=(apt-get -qq -o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o Dir::State::Lists="$dir/lists" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
+    -o APT::Sandbox::User="$(id -un)")  # the _apt user cannot write into a private mktemp directory
+  mkdir -p "$dir/lists/partial" &&
+    echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]" \
+      "http://deb.debian.org/debian $PGVECTOR_SUITE main" >"$dir/sources.list" &&
+    "${apt[@]}" update && (cd "$dir" && "${apt[@]}" source pgvector >/dev/null)
+}
+
+# with_llvm=no: skip the LLVM bitcode copies, which the server only uses for JIT and which need clang.
+build_pgvector() {
+  local make=(make -C "$1" -s -j"$(nproc)" PG_CONFIG="$PG_BIN/pg_config" with_llvm=no)
+  "${make[@]}" >/dev/null && as_root "${make[@]}" install >/dev/null
 }
 
 start_postgres() {
