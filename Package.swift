@@ -92,7 +92,8 @@ let package = Package(
             name: "Chat", dependencies: serviceDependencies + ["CZlib"], path: "Services/chat",
             resources: [.copy("Migrations")], swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Files", dependencies: serviceDependencies, path: "Services/files",
+            name: "Files",
+            dependencies: serviceDependencies + [.product(name: "Crypto", package: "swift-crypto")], path: "Services/files",
             resources: [.copy("Migrations")], swiftSettings: swiftSettings),
         .executableTarget(
             name: "Retrieval", dependencies: serviceDependencies, path: "Services/retrieval",

@@ -7,63 +7,6 @@ import NIOConcurrencyHelpers
 import NIOCore
 import Shared
 
-/// An object whose keys keep the order they were set in (replacing a key keeps its place); nested objects may
-/// keep their own order too.
-struct OrderedObject: Sendable {
-    indirect enum Node: Sendable {
-        case value(JSONValue)
-        case ordered(OrderedObject)
-        case list([OrderedObject])
-
-        var value: JSONValue {
-            switch self {
-            case .value(let value): return value
-            case .ordered(let object): return object.value
-            case .list(let items): return .array(items.map(\.value))
-            }
-        }
-
-        var text: String {
-            switch self {
-            case .value(let value): return value.jsonText
-            case .ordered(let object): return object.text
-            case .list(let items): return "[" + items.map(\.text).joined(separator: ",") + "]"
-            }
-        }
-    }
-
-    var pairs: [(String, Node)] = []
-
-    init(_ pairs: [(String, JSONValue)] = []) { self.pairs = pairs.map { ($0.0, .value($0.1)) } }
-
-    subscript(key: String) -> JSONValue? {
-        get { pairs.first { $0.0 == key }?.1.value }
-        set { set(key, newValue.map(Node.value)) }
-    }
-
-    mutating func set(_ key: String, _ node: Node?) {
-        if let index = pairs.firstIndex(where: { $0.0 == key }) {
-            if let node { pairs[index].1 = node } else { pairs.remove(at: index) }
-        } else if let node {
-            pairs.append((key, node))
-        }
-    }
-
-    mutating func set(_ key: String, ordered: OrderedObject) { set(key, .ordered(ordered)) }
-
-    /// An unordered object's keys: `first` in that order where present, then the rest sorted.
-    init(_ object: [String: JSONValue], first: [String]) {
-        let leading = first.compactMap { key in object[key].map { (key, $0) } }
-        self.init(leading + object.keys.filter { !first.contains($0) }.sorted().map { ($0, object[$0]!) })
-    }
-
-    var text: String {
-        "{" + pairs.map { JSONValue.string($0.0).jsonText + ":" + $0.1.text }.joined(separator: ",") + "}"
-    }
-
-    var value: JSONValue { .object(Dictionary(pairs.map { ($0.0, $0.1.value) }, uniquingKeysWith: { _, last in last })) }
-}
-
 /// One provider model, as `/api/models/base` lists it, and where requests for it go.
 struct BaseModel: Sendable {
     enum Source: Sendable {

@@ -1,0 +1,401 @@
+// /api/v1/files: uploads streamed to UPLOAD_DIR with their SHA-256 computed on the way, and the real server's
+// routes over them (list, search, get, raw content, extracted text, process status as JSON or SSE, rename,
+// delete). Text extraction is the retrieval service's: it answers `file.uploaded` with `file.processed`.
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import Shared
+
+struct FilesController {
+    let store: FileStore
+    /// `RAG_FILE_MAX_SIZE` (MB): larger uploads get 413.
+    let maxSize: Int?
+    /// `RAG_ALLOWED_FILE_EXTENSIONS`: when set, files to be processed must have one of these extensions.
+    let allowedExtensions: [String]
+    /// `BYPASS_ADMIN_ACCESS_CONTROL`: admins list everyone's files.
+    let adminBypass: Bool
+    var logger: Logger { store.logger }
+
+    static let emptyContent = APIError(
+        .badRequest, "The content provided is empty. Please ensure that there is text or data present before proceeding.")
+
+    var routes: RouteCollection<ServiceRequestContext> {
+        let routes = RouteCollection(context: ServiceRequestContext.self)
+        routes.post("/", use: upload)
+        routes.get("/", use: list)
+        routes.get("search", use: search)
+        routes.get("count", use: count)
+        routes.delete("all", use: deleteAll)
+        routes.get(":id", use: get)
+        routes.get(":id/process/status", use: status)
+        routes.get(":id/data/content", use: dataContent)
+        routes.post(":id/data/content/update", use: updateDataContent)
+        routes.get(":id/content", use: content)
+        routes.get(":id/content/html", use: htmlContent)
+        routes.get(":id/content/:name", use: namedContent)
+        routes.post(":id/rename", use: rename)
+        routes.delete(":id", use: delete)
+        return routes
+    }
+
+    static func tooLarge(_ megabytes: Int) -> APIError {
+        APIError(
+            .contentTooLarge,
+            "Oops! The file you're trying to upload is too large. Please upload a file that is less than \(megabytes) MB.")
+    }
+
+    // MARK: Upload
+
+    @Sendable func upload(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let process = try JSONBody.queryBool(request.queryValue("process"), name: "process", default: true)
+        let background = try JSONBody.queryBool(
+            request.queryValue("process_in_background"), name: "process_in_background", default: true)
+        let missingFile = APIError.validation([
+            ValidationIssue(type: "missing", loc: [.string("body"), .string("file")], msg: "Field required", input: .null)
+        ])
+        guard let boundary = Multipart.boundary(from: request.headers[.contentType]) else { throw missingFile }
+        let id = UUID().uuidString.lowercased()
+        let partial = store.uploadDirectory.appendingPathComponent(".partial-" + id)
+        var stream = MultipartStream(boundary: boundary)
+        var current = ""
+        var name: String?
+        var contentType: String?
+        var metadataBytes: [UInt8] = []
+        var hasher = SHA256()
+        var size = 0
+        var handle: FileHandle?
+        defer {
+            try? handle?.close()
+            try? FileManager.default.removeItem(at: partial)
+        }
+        let limit = maxSize.map { $0 * 1024 * 1024 }
+        do {
+            for try await chunk in request.body {
+                for event in try stream.feed(chunk.readableBytesView) {
+                    switch event {
+                    case .part(let field, let filename, let type):
+                        current = field
+                        if field == "file", let filename, name == nil {
+                            name = (filename as NSString).lastPathComponent
+                            contentType = type
+                            FileManager.default.createFile(atPath: partial.path, contents: nil)
+                            handle = try FileHandle(forWritingTo: partial)
+                        }
+                    case .data(let bytes):
+                        if current == "file", let handle {
+                            size += bytes.count
+                            if let limit, size > limit { throw Self.tooLarge(maxSize!) }
+                            hasher.update(data: bytes)
+                            try handle.write(contentsOf: bytes)
+                        } else if current == "metadata" {
+                            metadataBytes += bytes
+                            if metadataBytes.count > 1 << 20 { throw APIError(.badRequest, "[ERROR: Invalid metadata format]") }
+                        }
+                    case .partEnd:
+                        if current == "file" { try handle?.close() }
+                        current = ""
+                    }
+                }
+            }
+        } catch is MultipartStream.Malformed {
+            throw missingFile
+        }
+        guard let name, !name.isEmpty else { throw missingFile }
+        guard size > 0 else { throw Self.emptyContent }
+        var metadata: JSONValue = .object([:])
+        if !metadataBytes.isEmpty, let text = String(validating: metadataBytes, as: UTF8.self),
+            !text.trimmingCharacters(in: .whitespaces).isEmpty, text != "null"
+        {
+            guard let parsed = JSONValue.parse(text), parsed.objectValue != nil else {
+                throw APIError(.badRequest, "[ERROR: Invalid metadata format]")
+            }
+            metadata = parsed
+        }
+        let ext = name.contains(".") ? String(name.split(separator: ".").last ?? "").lowercased() : ""
+        if process, !allowedExtensions.isEmpty, !allowedExtensions.contains(ext) {
+            throw APIError(.badRequest, "[ERROR: File type \(ext) is not allowed]")
+        }
+        var storageName = id + "_" + name
+        if storageName.utf8.count > 250 { storageName = ext.isEmpty ? id : id + "." + ext }
+        try FileManager.default.moveItem(at: partial, to: store.uploadDirectory.appendingPathComponent(storageName))
+        let fileHash = metadata["file_hash"]?.stringValue ?? hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        let meta = OrderedJSON.object([
+            ("name", .string(name)), ("content_type", contentType.map(JSONValue.string) ?? .null), ("size", .int(size)),
+            ("file_hash", .string(fileHash)), ("data", metadata),
+        ])
+        let now = Int(Date().timeIntervalSince1970)
+        let row = FileRow(
+            id: id, userID: user.userID, hash: nil, filename: name, storageName: storageName,
+            data: process ? ["status": .string("pending")] : [:], metaText: meta, createdAt: now, updatedAt: now)
+        let event = process
+            ? Event(
+                type: "file.uploaded", actorID: user.userID,
+                data: .object([
+                    "file_id": .string(id), "user_id": .string(user.userID), "filename": .string(name),
+                    "content_type": contentType.map(JSONValue.string) ?? .null, "storage_name": .string(storageName),
+                    "metadata": metadata,
+                ])) : nil
+        try await store.insert(row, event: event)
+        guard process else { return JSONResponse.text(row.responseJSON()) }
+        if !background { await waitForProcessing(id) }
+        return JSONResponse.text(row.responseJSON(extra: [("status", "true"), ("path", JSONValue.string(storageName).jsonText)]))
+    }
+
+    /// Waits (up to ten minutes) until retrieval has processed the file.
+    func waitForProcessing(_ id: String) async {
+        for _ in 0..<3000 {
+            if let row = try? await store.file(id), let status = row.data["status"]?.stringValue, status == "completed" || status == "failed" {
+                return
+            }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    // MARK: Lists
+
+    func visibleToAll(_ user: Identity) -> Bool { user.isAdmin && adminBypass }
+
+    @Sendable func list(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let page = try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1
+        guard page >= 1 else {
+            throw APIError.validation([
+                ValidationIssue(
+                    type: "greater_than_equal", loc: [.string("query"), .string("page")], msg: "Input should be greater than or equal to 1",
+                    input: .string(request.queryValue("page") ?? ""), ctx: .object(["ge": .int(1)]))
+            ])
+        }
+        let withContent = try JSONBody.queryBool(request.queryValue("content"), name: "content", default: true)
+        let all = visibleToAll(user)
+        let offset = min(page - 1, 1 << 40) * 50
+        let rows = try await store.rows(
+            """
+            SELECT \(unescaped: FileStore.columns) FROM files.files WHERE (\(all) OR user_id = \(user.userID))
+            ORDER BY updated_at DESC, id DESC LIMIT 50 OFFSET \(offset)
+            """)
+        var total = 0
+        for try await count in try await store.postgres.query(
+            "SELECT count(*)::bigint FROM files.files WHERE (\(all) OR user_id = \(user.userID))", logger: logger
+        ).decode(Int.self) { total = count }
+        let items = rows.map { $0.responseJSON(withContent: withContent) }
+        return JSONResponse.text("{\"items\":" + OrderedJSON.array(items) + ",\"total\":\(total)}")
+    }
+
+    /// A glob (`*`, `?`) as a case-insensitive LIKE pattern over the whole name.
+    static func likePattern(_ glob: String) -> String {
+        glob.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+            .replacingOccurrences(of: "_", with: "\\_").replacingOccurrences(of: "*", with: "%")
+            .replacingOccurrences(of: "?", with: "_")
+    }
+
+    @Sendable func search(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let glob = try requiredFilename(request)
+        let withContent = try JSONBody.queryBool(request.queryValue("content"), name: "content", default: true)
+        let skip = max(0, try JSONBody.queryInt(request.queryValue("skip"), name: "skip") ?? 0)
+        let limit = min(1000, max(1, try JSONBody.queryInt(request.queryValue("limit"), name: "limit") ?? 100))
+        let all = visibleToAll(user)
+        let rows = try await store.rows(
+            """
+            SELECT \(unescaped: FileStore.columns) FROM files.files WHERE (\(all) OR user_id = \(user.userID))
+            AND filename ILIKE \(Self.likePattern(glob)) ESCAPE '\\' ORDER BY created_at DESC, id DESC
+            LIMIT \(limit) OFFSET \(min(skip, 1 << 40))
+            """)
+        guard !rows.isEmpty else { throw APIError(.notFound, "No files found matching the pattern.") }
+        return JSONResponse.text(OrderedJSON.array(rows.map { $0.responseJSON(withContent: withContent) }))
+    }
+
+    func requiredFilename(_ request: Request) throws -> String {
+        guard let value = request.queryValue("filename") else {
+            throw APIError.validation([
+                ValidationIssue(type: "missing", loc: [.string("query"), .string("filename")], msg: "Field required", input: .null)
+            ])
+        }
+        return value
+    }
+
+    @Sendable func count(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let all = visibleToAll(user)
+        for try await count in try await store.postgres.query(
+            "SELECT count(*)::bigint FROM files.files WHERE (\(all) OR user_id = \(user.userID))", logger: logger
+        ).decode(Int.self) { return JSONResponse.text(String(count)) }
+        return JSONResponse.text("0")
+    }
+
+    @Sendable func deleteAll(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireAdmin()
+        let rows = try await store.rows("SELECT \(unescaped: FileStore.columns) FROM files.files")
+        for start in stride(from: 0, to: rows.count, by: 500) {
+            try await store.delete(Array(rows[start..<min(rows.count, start + 500)]), actor: user.userID)
+        }
+        return JSONResponse.text(OrderedJSON.object(["message": .string("All files deleted successfully")]))
+    }
+
+    // MARK: One file
+
+    /// The file when the caller may see it (its owner or an admin); 404 otherwise, as the original answers.
+    func file(_ context: ServiceRequestContext) async throws -> (Identity, FileRow) {
+        let user = try context.requireVerified()
+        let id = try context.parameters.require("id")
+        guard let row = try await store.file(id), row.userID == user.userID || user.isAdmin else { throw APIError.notFound }
+        return (user, row)
+    }
+
+    @Sendable func get(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (_, row) = try await file(context)
+        return JSONResponse.text(row.modelJSON)
+    }
+
+    static func statusEvent(_ row: FileRow?) -> String {
+        guard let row else { return "{\"status\":\"not_found\"}" }
+        var pairs: [(String, JSONValue)] = [("status", row.data["status"] ?? .string("pending"))]
+        if row.data["status"]?.stringValue == "failed" { pairs.append(("error", row.data["error"] ?? .null)) }
+        return OrderedJSON.object(pairs)
+    }
+
+    /// The processing state, once as JSON or (`stream=true`) as SSE each second until it ends.
+    @Sendable func status(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (_, row) = try await file(context)
+        let streamed = try JSONBody.queryBool(request.queryValue("stream"), name: "stream", default: false)
+        guard streamed else {
+            return JSONResponse.text(OrderedJSON.object(["status": row.data["status"] ?? .string("pending")]))
+        }
+        let store = self.store
+        let id = row.id
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache"],
+            body: ResponseBody { writer in
+                var current: FileRow? = row
+                for _ in 0..<7200 {
+                    guard let file = current else {
+                        try await writer.write(ByteBuffer(string: "data: " + Self.statusEvent(nil) + "\n\n"))
+                        break
+                    }
+                    guard let status = file.data["status"]?.stringValue else { break }
+                    try await writer.write(ByteBuffer(string: "data: " + Self.statusEvent(file) + "\n\n"))
+                    if status == "completed" || status == "failed" { break }
+                    try await Task.sleep(for: .seconds(1))
+                    current = try await store.file(id)
+                }
+                try await writer.finish(nil)
+            })
+    }
+
+    @Sendable func dataContent(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (_, row) = try await file(context)
+        return JSONResponse.text(OrderedJSON.object(["content": .string(row.data["content"]?.stringValue ?? "")]))
+    }
+
+    struct ContentForm: Decodable { var content: String }
+
+    @Sendable func updateDataContent(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (user, row) = try await file(context)
+        let form = try await JSONBody.decode(ContentForm.self, from: request, limit: 64 << 20)
+        guard !form.content.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw Self.emptyContent }
+        if let maxSize, form.content.utf8.count > maxSize * 1024 * 1024 { throw Self.tooLarge(maxSize) }
+        let hash = SHA256.hash(data: Data(form.content.utf8)).map { String(format: "%02x", $0) }.joined()
+        try await store.updateData(
+            row.id, ["content": .string(form.content), "status": .string("completed"), "error": .null], hash: .some(hash))
+        try await store.postgres.withTransaction(logger: logger) { connection in
+            try await store.outbox.enqueue(
+                Event(
+                    type: "file.content_updated", actorID: user.userID,
+                    data: .object(["file_id": .string(row.id), "user_id": .string(row.userID)])), on: connection, logger: logger)
+        }
+        return JSONResponse.text(OrderedJSON.object(["content": .string(form.content)]))
+    }
+
+    // MARK: Bytes
+
+    /// `filename*=UTF-8''<percent-encoded name>` as Python's `quote` writes it.
+    static func dispositionName(_ name: String) -> String {
+        let safe = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/")
+        return "filename*=UTF-8''" + (name.addingPercentEncoding(withAllowedCharacters: safe) ?? name)
+    }
+
+    func bytes(_ row: FileRow, contentType: String, disposition: String?) throws -> Response {
+        let url = store.url(of: row)
+        guard let data = FileManager.default.contents(atPath: url.path) else { throw APIError.notFound }
+        var headers: HTTPFields = [.contentType: contentType]
+        if let disposition { headers[.contentDisposition] = disposition }
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func withCharset(_ type: String) -> String {
+        type.hasPrefix("text/") && !type.contains("charset") ? type + "; charset=utf-8" : type
+    }
+
+    static func guessedType(_ name: String) -> String {
+        switch (name as NSString).pathExtension.lowercased() {
+        case "html", "htm": return "text/html"
+        case "md": return "text/markdown"
+        case "json": return "application/json"
+        case "csv": return "text/csv"
+        case "pdf": return "application/pdf"
+        case "png": return "image/png"
+        case "jpg", "jpeg": return "image/jpeg"
+        case "gif": return "image/gif"
+        case "webp": return "image/webp"
+        default: return "text/plain"
+        }
+    }
+
+    @Sendable func content(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (_, row) = try await file(context)
+        let attachment = try JSONBody.queryBool(request.queryValue("attachment"), name: "attachment", default: false)
+        let name = row.displayName
+        var type = row.contentType ?? Self.guessedType(row.storageName)
+        let disposition: String?
+        if attachment {
+            disposition = "attachment; " + Self.dispositionName(name)
+        } else if type == "application/pdf" || name.lowercased().hasSuffix(".pdf") {
+            type = "application/pdf"
+            disposition = "inline; " + Self.dispositionName(name)
+        } else if type != "text/plain" {
+            disposition = "attachment; " + Self.dispositionName(name)
+        } else {
+            disposition = nil
+        }
+        return try bytes(row, contentType: Self.withCharset(type), disposition: disposition)
+    }
+
+    /// An admin's HTML file shown as a page.
+    @Sendable func htmlContent(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (user, row) = try await file(context)
+        guard row.userID == user.userID ? user.isAdmin : user.isAdmin else { throw APIError.notFound }
+        return try bytes(row, contentType: Self.withCharset(Self.guessedType(row.storageName)), disposition: nil)
+    }
+
+    @Sendable func namedContent(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (_, row) = try await file(context)
+        return try bytes(
+            row, contentType: Self.withCharset(Self.guessedType(row.storageName)),
+            disposition: "attachment; " + Self.dispositionName(row.displayName))
+    }
+
+    struct RenameForm: Decodable { var filename: String }
+
+    @Sendable func rename(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (_, row) = try await file(context)
+        let form = try await JSONBody.decode(RenameForm.self, from: request)
+        var meta = OrderedObject(row.meta, first: ["name", "content_type", "size", "file_hash", "data"])
+        meta["name"] = .string(form.filename)
+        let now = Int(Date().timeIntervalSince1970)
+        try await store.postgres.query(
+            "UPDATE files.files SET filename = \(form.filename), meta = \(meta.text), updated_at = \(now) WHERE id = \(row.id)",
+            logger: logger)
+        guard let updated = try await store.file(row.id) else { throw APIError.notFound }
+        return JSONResponse.text(updated.modelJSON)
+    }
+
+    @Sendable func delete(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (user, row) = try await file(context)
+        try await store.delete([row], actor: user.userID)
+        return JSONResponse.text(OrderedJSON.object(["message": .string("File deleted successfully")]))
+    }
+}
