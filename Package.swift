@@ -96,7 +96,11 @@ let package = Package(
             dependencies: serviceDependencies + [.product(name: "Crypto", package: "swift-crypto")], path: "Services/files",
             resources: [.copy("Migrations")], swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Retrieval", dependencies: serviceDependencies, path: "Services/retrieval",
+            name: "Retrieval",
+            dependencies: serviceDependencies + [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ], path: "Services/retrieval",
             resources: [.copy("Migrations")], swiftSettings: swiftSettings),
         .executableTarget(
             name: "Realtime",

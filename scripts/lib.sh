@@ -25,6 +25,7 @@ ensure_packages() {
   [ -f /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
   [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
   [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+  command -v pdftotext >/dev/null || missing+=(poppler-utils)
   command -v psql >/dev/null || missing+=(postgresql-client-15)
   command -v pkg-config >/dev/null || missing+=(pkg-config)
   command -v wrk >/dev/null || missing+=(wrk)

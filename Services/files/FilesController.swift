@@ -137,7 +137,7 @@ struct FilesController {
                 data: .object([
                     "file_id": .string(id), "user_id": .string(user.userID), "filename": .string(name),
                     "content_type": contentType.map(JSONValue.string) ?? .null, "storage_name": .string(storageName),
-                    "metadata": metadata,
+                    "metadata": metadata, "meta": .string(meta), "created_at": .int(now),
                 ])) : nil
         try await store.insert(row, event: event)
         guard process else { return JSONResponse.text(row.responseJSON()) }
@@ -305,7 +305,8 @@ struct FilesController {
             try await store.outbox.enqueue(
                 Event(
                     type: "file.content_updated", actorID: user.userID,
-                    data: .object(["file_id": .string(row.id), "user_id": .string(row.userID)])), on: connection, logger: logger)
+                    data: .object(["file_id": .string(row.id), "user_id": .string(row.userID), "content": .string(form.content)])),
+                on: connection, logger: logger)
         }
         return JSONResponse.text(OrderedJSON.object(["content": .string(form.content)]))
     }

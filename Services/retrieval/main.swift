@@ -1,6 +1,57 @@
-// The retrieval service. It starts with its health routes and its migrations; later issues fill it.
+// The retrieval service: documents cut into chunks (Postgres with pgvector and full text), knowledge bases and
+// search over them. It processes what the files service uploads (`file.uploaded` → `file.processed`).
+import AsyncHTTPClient
 import Foundation
+import Hummingbird
+import PostgresNIO
 import Shared
 
-try await ServiceRuntime.runSkeleton(
-    name: "retrieval", defaultPort: 8084, migrations: Bundle.module.url(forResource: "Migrations", withExtension: nil)!)
+let config = ServiceConfig(defaultPort: 8084)
+let runtime = try ServiceRuntime(name: "retrieval", config: config)
+let env = config.environment
+let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+let uploads = URL(
+    fileURLWithPath: env.string("UPLOAD_DIR") ?? (env.string("DATA_DIR", default: "data") + "/uploads"), isDirectory: true)
+let chunks = ChunkStore(
+    postgres: runtime.postgres, logger: runtime.logger,
+    embedder: Embedder.configured(env, client: httpClient, logger: runtime.logger))
+let knowledge = KnowledgeStore(postgres: runtime.postgres, logger: runtime.logger)
+let indexer = Indexer(
+    postgres: runtime.postgres, chunks: chunks, knowledge: knowledge, logger: runtime.logger, uploads: uploads,
+    chunkSize: env.int("CHUNK_SIZE", default: 1000), chunkOverlap: env.int("CHUNK_OVERLAP", default: 100))
+let auth = AuthLookup(
+    client: httpClient, baseURL: env.string("SKIFF_AUTH_URL", default: "http://127.0.0.1:8081"), internalSecret: config.internalSecret)
+
+let router = runtime.makeRouter()
+router.addRoutes(
+    KnowledgeController(
+        store: knowledge, indexer: indexer, policies: auth, owners: auth,
+        adminBypass: env.bool("BYPASS_ADMIN_ACCESS_CONTROL", default: env.bool("ENABLE_ADMIN_WORKSPACE_CONTENT_ACCESS", default: true))
+    ).routes, atPath: "/api/v1/knowledge")
+let retrieval = RetrievalController(knowledge: knowledge, chunks: chunks, indexer: indexer, topK: env.int("RAG_TOP_K", default: 3))
+router.addRoutes(retrieval.routes, atPath: "/api/v1/retrieval")
+router.addRoutes(retrieval.internalRoutes, atPath: "/internal/retrieval")
+
+let relay = OutboxRelay(outbox: indexer.outbox, postgres: runtime.postgres, redis: runtime.redis, logger: runtime.logger)
+let fileEvents = StreamConsumer(
+    redis: try RedisClient(url: config.redisURL), stream: EventStream.files, group: "retrieval", logger: runtime.logger
+) { event in
+    try await indexer.handle(event)
+}
+let accountEvents = StreamConsumer(
+    redis: try RedisClient(url: config.redisURL), stream: EventStream.auth, group: "retrieval", logger: runtime.logger
+) { event in
+    guard event.type == "user.deleted", let userID = event.data["user_id"]?.stringValue else { return }
+    var binds = PostgresBindings()
+    binds.append(userID)
+    for row in try await knowledge.rows("k.user_id = $1", binds) {
+        try await chunks.delete(collection: row.id)
+        try await runtime.postgres.query("DELETE FROM retrieval.knowledge WHERE id = \(row.id)", logger: runtime.logger)
+    }
+}
+let app = runtime.makeApplication(
+    router: router, schema: "retrieval",
+    migrations: Bundle.module.url(forResource: "Migrations", withExtension: nil)!,
+    services: [relay, fileEvents, accountEvents])
+try await app.runUntilStopped()
+try await httpClient.shutdown().get()

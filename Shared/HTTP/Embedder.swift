@@ -5,22 +5,21 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
-import Shared
 
-struct Embedder: Sendable {
-    enum Engine: String, Sendable { case openai, ollama }
+public struct Embedder: Sendable {
+    public enum Engine: String, Sendable { case openai, ollama }
 
-    let engine: Engine
-    let model: String
-    let baseURL: String
-    let apiKey: String
-    let batchSize: Int
-    let client: HTTPClient
-    let logger: Logger
+    public let engine: Engine
+    public let model: String
+    public let baseURL: String
+    public let apiKey: String
+    public let batchSize: Int
+    public let client: HTTPClient
+    public let logger: Logger
 
     /// From `RAG_EMBEDDING_ENGINE`, `RAG_EMBEDDING_MODEL`, `RAG_OPENAI_API_BASE_URL`, `RAG_OPENAI_API_KEY`,
     /// `RAG_OLLAMA_BASE_URL` (or `OLLAMA_BASE_URL`) and `RAG_EMBEDDING_BATCH_SIZE`.
-    static func configured(_ environment: Environment, client: HTTPClient, logger: Logger) -> Embedder? {
+    public static func configured(_ environment: Environment, client: HTTPClient, logger: Logger) -> Embedder? {
         guard let engine = Engine(rawValue: environment.string("RAG_EMBEDDING_ENGINE", default: "").lowercased()) else {
             return nil
         }
@@ -39,10 +38,10 @@ struct Embedder: Sendable {
     }
 
     /// The engine could not be reached or gave no usable answer: the request cannot be served now.
-    static let failed = APIError(.serviceUnavailable, "The embedding engine could not embed the text.")
+    public static let failed = APIError(.serviceUnavailable, "The embedding engine could not embed the text.")
 
     /// One vector per text, in order.
-    func embed(_ texts: [String]) async throws -> [[Double]] {
+    public func embed(_ texts: [String]) async throws -> [[Double]] {
         var vectors: [[Double]] = []
         var start = 0
         while start < texts.count {

@@ -1,0 +1,150 @@
+// Chunks in Postgres: text with a full-text vector and, when an embedding engine is configured, a pgvector
+// embedding. Search is hybrid: vector and full-text ranks fused by reciprocal rank fusion; full text alone when
+// there is no engine. Scores are similarities in 0...1, higher is better, as the original reports them.
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import PostgresNIO
+import Shared
+
+struct Chunk: Sendable {
+    var text: String
+    var metadata: [String: JSONValue]
+}
+
+struct Hit: Sendable {
+    var id: String
+    var text: String
+    var metadataText: String
+    var score: Double
+}
+
+final class ChunkStore: Sendable {
+    let postgres: PostgresClient
+    let logger: Logger
+    let embedder: Embedder?
+    /// Dimensions that have their HNSW index.
+    private let indexed = NIOLockedValueBox<Set<Int>>([])
+
+    init(postgres: PostgresClient, logger: Logger, embedder: Embedder?) {
+        self.postgres = postgres
+        self.logger = logger
+        self.embedder = embedder
+    }
+
+    static func vectorText(_ vector: [Double]) -> String {
+        "[" + vector.map { String($0) }.joined(separator: ",") + "]"
+    }
+
+    /// Makes the HNSW index (cosine) for embeddings of this dimension, once.
+    func ensureIndex(dims: Int) async throws {
+        guard dims > 0, dims <= 2000, !indexed.withLockedValue({ $0.contains(dims) }) else { return }
+        try await postgres.query(
+            PostgresQuery(
+                unsafeSQL: """
+                    CREATE INDEX IF NOT EXISTS chunks_embedding_\(dims) ON retrieval.chunks
+                    USING hnsw ((embedding::vector(\(dims))) vector_cosine_ops) WHERE dims = \(dims)
+                    """), logger: logger)
+        indexed.withLockedValue { _ = $0.insert(dims) }
+    }
+
+    /// Stores chunks in `collection` (their embeddings first, when there is an engine).
+    func add(_ chunks: [Chunk], collection: String, fileID: String?) async throws {
+        guard !chunks.isEmpty else { return }
+        var vectors: [[Double]?] = chunks.map { _ in nil }
+        if let embedder {
+            // The original embeds each chunk's text with its line breaks as spaces.
+            vectors = try await embedder.embed(chunks.map { $0.text.replacingOccurrences(of: "\n", with: " ") }).map { $0 }
+            if let dims = vectors.first??.count { try await ensureIndex(dims: dims) }
+        }
+        let ids = chunks.map { _ in UUID().uuidString.lowercased() }
+        try await postgres.query(
+            """
+            INSERT INTO retrieval.chunks (id, collection, file_id, text, metadata, embedding, dims)
+            SELECT c.id, \(collection), \(fileID), c.text, c.metadata::jsonb, NULLIF(c.embedding, '')::vector,
+                NULLIF(c.dims, '')::int
+            FROM unnest(\(ids)::text[], \(chunks.map(\.text))::text[], \(chunks.map { JSONValue.object($0.metadata).jsonText })::text[],
+                \(vectors.map { $0.map(Self.vectorText) ?? "" })::text[], \(vectors.map { $0.map { String($0.count) } ?? "" })::text[])
+                AS c(id, text, metadata, embedding, dims)
+            """, logger: logger)
+    }
+
+    func delete(collection: String, fileID: String? = nil) async throws {
+        try await postgres.query(
+            "DELETE FROM retrieval.chunks WHERE collection = \(collection) AND (\(fileID)::text IS NULL OR file_id = \(fileID))",
+            logger: logger)
+    }
+
+    func deleteFile(_ fileID: String) async throws {
+        try await postgres.query("DELETE FROM retrieval.chunks WHERE file_id = \(fileID)", logger: logger)
+    }
+
+    func exists(collection: String) async throws -> Bool {
+        for try await found in try await postgres.query(
+            "SELECT EXISTS (SELECT 1 FROM retrieval.chunks WHERE collection = \(collection))", logger: logger
+        ).decode(Bool.self) { return found }
+        return false
+    }
+
+    /// Whether another file's chunks in the collection carry the same text hash.
+    func duplicate(hash: String, collection: String, fileID: String) async throws -> Bool {
+        for try await found in try await postgres.query(
+            """
+            SELECT EXISTS (SELECT 1 FROM retrieval.chunks WHERE collection = \(collection) AND metadata ->> 'hash' = \(hash)
+                AND file_id IS DISTINCT FROM \(fileID))
+            """, logger: logger
+        ).decode(Bool.self) { return found }
+        return false
+    }
+
+    /// The best `k` chunks of the collections for `query`.
+    func search(_ query: String, collections: [String], k: Int) async throws -> [Hit] {
+        let limit = max(1, min(k, 1000))
+        var vectorHits: [Hit] = []
+        if let embedder, let vector = try await embedder.embed([query]).first, !vector.isEmpty {
+            let dims = vector.count
+            let rows = try await postgres.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        SELECT id, text, metadata::text, 1 - ((embedding::vector(\(dims))) <=> $1::vector(\(dims))) / 2
+                        FROM retrieval.chunks WHERE collection = ANY($2) AND dims = \(dims)
+                        ORDER BY (embedding::vector(\(dims))) <=> $1::vector(\(dims)) LIMIT \(limit)
+                        """,
+                    binds: {
+                        var binds = PostgresBindings()
+                        binds.append(Self.vectorText(vector))
+                        binds.append(collections)
+                        return binds
+                    }()), logger: logger)
+            for try await (id, text, metadata, score) in rows.decode((String, String, String, Double).self) {
+                vectorHits.append(Hit(id: id, text: text, metadataText: metadata, score: score))
+            }
+        }
+        var textHits: [Hit] = []
+        // Any of the query's words counts (as BM25 scores them), the chunks holding more of them first.
+        let words = Set(query.lowercased().split { !($0.isLetter || $0.isNumber) }.map(String.init))
+        if !words.isEmpty {
+            let rows = try await postgres.query(
+                """
+                SELECT id, text, metadata::text, ts_rank_cd(tsv, q) FROM retrieval.chunks, to_tsquery('simple', \(words.sorted().joined(separator: " | "))) q
+                WHERE collection = ANY(\(collections)) AND tsv @@ q ORDER BY ts_rank_cd(tsv, q) DESC, seq LIMIT \(limit)
+                """, logger: logger)
+            for try await (id, text, metadata, rank) in rows.decode((String, String, String, Float).self) {
+                // Full-text rank folded into 0...1.
+                textHits.append(Hit(id: id, text: text, metadataText: metadata, score: Double(rank) / (Double(rank) + 0.1)))
+            }
+        }
+        guard !vectorHits.isEmpty else { return textHits }
+        // Reciprocal rank fusion decides the order; the score shown is the vector similarity where there is one.
+        var fused: [String: (hit: Hit, value: Double)] = [:]
+        for (rank, hit) in vectorHits.enumerated() { fused[hit.id] = (hit, 1 / Double(60 + rank + 1)) }
+        for (rank, hit) in textHits.enumerated() {
+            if let existing = fused[hit.id] {
+                fused[hit.id] = (existing.hit, existing.value + 1 / Double(60 + rank + 1))
+            } else {
+                fused[hit.id] = (hit, 1 / Double(60 + rank + 1))
+            }
+        }
+        return fused.values.sorted { $0.value > $1.value }.prefix(limit).map(\.hit)
+    }
+}

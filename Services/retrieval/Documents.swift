@@ -1,0 +1,185 @@
+// From a stored file to searchable chunks: text extraction (plain text, Markdown, JSON, CSV, HTML, and PDF
+// through poppler's `pdftotext`), the original's splitting (Markdown header pass, then a recursive character
+// splitter with CHUNK_SIZE and CHUNK_OVERLAP in characters).
+import Foundation
+
+enum TextExtractor {
+    struct Unsupported: Error {
+        var reason: String
+    }
+
+    static let textTypes: Set<String> = [
+        "application/json", "application/xml", "application/x-yaml", "application/yaml", "application/javascript",
+        "application/x-sh", "application/sql", "application/csv",
+    ]
+
+    /// The text of a file, or `Unsupported` with the reason the file shows as `failed`.
+    static func text(of url: URL, name: String, contentType: String?) throws -> String {
+        let type = (contentType ?? "").split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        let ext = (name as NSString).pathExtension.lowercased()
+        if type == "application/pdf" || ext == "pdf" { return try pdfText(url) }
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw Unsupported(reason: "The uploaded file is missing.")
+        }
+        if type.hasPrefix("image/") || type.hasPrefix("audio/") {
+            throw Unsupported(reason: "File type \(type) is not supported for processing")
+        }
+        guard let text = String(validating: data, as: UTF8.self) ?? String(bytes: data, encoding: .isoLatin1),
+            !text.contains("\0")
+        else { throw Unsupported(reason: "File type \(type.isEmpty ? ext : type) is not supported for processing") }
+        if type == "text/html" || ext == "html" || ext == "htm" { return htmlText(text) }
+        return text
+    }
+
+    /// `pdftotext` (Debian's poppler-utils) on the file; a clear failure when it is missing or the PDF unreadable.
+    static func pdfText(_ url: URL) throws -> String {
+        let candidates = ["/usr/bin/pdftotext", "/usr/local/bin/pdftotext"]
+        guard let tool = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw Unsupported(reason: "PDF text extraction needs pdftotext (poppler-utils), which is not installed.")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = ["-enc", "UTF-8", url.path, "-"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw Unsupported(reason: "The PDF could not be read.") }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Visible text of an HTML page: scripts and styles dropped, tags removed, entities of the common kind decoded.
+    static func htmlText(_ html: String) -> String {
+        var text = html.replacingOccurrences(
+            of: "<(script|style)[^>]*>[\\s\\S]*?</\\1>", with: " ", options: [.regularExpression, .caseInsensitive])
+        text = text.replacingOccurrences(of: "<br\\s*/?>|</p>|</div>|</h[1-6]>|</li>", with: "\n", options: [.regularExpression, .caseInsensitive])
+        text = text.replacingOccurrences(of: "<[^>]+>", with: "", options: .regularExpression)
+        for (entity, value) in [("&nbsp;", " "), ("&lt;", "<"), ("&gt;", ">"), ("&quot;", "\""), ("&#39;", "'"), ("&amp;", "&")] {
+            text = text.replacingOccurrences(of: entity, with: value)
+        }
+        return text
+    }
+}
+
+enum Chunker {
+    /// The Markdown header pass: lines stripped, a header starts a section, blocks in a section joined with
+    /// two spaces and a newline.
+    static func sections(_ text: String) -> [String] {
+        var sections: [String] = []
+        var blocks: [[String]] = []
+        var block: [String] = []
+        var inFence = false
+        func endBlock() {
+            if !block.isEmpty { blocks.append(block) }
+            block = []
+        }
+        func endSection() {
+            endBlock()
+            let joined = blocks.map { $0.joined(separator: "\n") }.joined(separator: "  \n")
+            if !joined.isEmpty { sections.append(joined) }
+            blocks = []
+        }
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines).filter { !$0.isASCII || $0 >= " " || $0 == "\t" }
+                .replacingOccurrences(of: "\t", with: "")
+            if line.hasPrefix("```") || line.hasPrefix("~~~") { inFence.toggle() }
+            if !inFence, line.range(of: "^#{1,6} ", options: .regularExpression) != nil {
+                endSection()
+                block = [line]
+                continue
+            }
+            if line.isEmpty && !inFence {
+                endBlock()
+            } else {
+                block.append(line)
+            }
+        }
+        endSection()
+        return sections
+    }
+
+    /// Recursive character splitting: separators `\n\n`, `\n`, ` `, then characters; pieces merged up to `size`
+    /// with up to `overlap` characters carried into the next chunk.
+    static func split(_ text: String, size: Int, overlap: Int) -> [String] {
+        recursive(text, separators: ["\n\n", "\n", " ", ""], size: max(1, size), overlap: max(0, min(overlap, size - 1)))
+    }
+
+    static func recursive(_ text: String, separators: [String], size: Int, overlap: Int) -> [String] {
+        var separator = separators.last ?? ""
+        var rest: [String] = []
+        for (index, candidate) in separators.enumerated() {
+            if candidate.isEmpty || text.contains(candidate) {
+                separator = candidate
+                rest = Array(separators.dropFirst(index + 1))
+                break
+            }
+        }
+        // The separator stays at the start of the piece that follows it.
+        var pieces: [String]
+        if separator.isEmpty {
+            pieces = text.map(String.init)
+        } else {
+            let parts = text.components(separatedBy: separator)
+            pieces = [parts[0]] + parts.dropFirst().map { separator + $0 }
+        }
+        pieces = pieces.filter { !$0.isEmpty }
+        var chunks: [String] = []
+        var good: [String] = []
+        for piece in pieces {
+            if piece.count < size {
+                good.append(piece)
+            } else {
+                if !good.isEmpty {
+                    chunks += merge(good, size: size, overlap: overlap)
+                    good = []
+                }
+                if rest.isEmpty {
+                    chunks.append(piece)
+                } else {
+                    chunks += recursive(piece, separators: rest, size: size, overlap: overlap)
+                }
+            }
+        }
+        if !good.isEmpty { chunks += merge(good, size: size, overlap: overlap) }
+        return chunks
+    }
+
+    static func merge(_ pieces: [String], size: Int, overlap: Int) -> [String] {
+        var chunks: [String] = []
+        var current: [String] = []
+        var total = 0
+        for piece in pieces {
+            if total + piece.count > size, !current.isEmpty {
+                let chunk = current.joined().trimmingCharacters(in: .whitespacesAndNewlines)
+                if !chunk.isEmpty { chunks.append(chunk) }
+                while total > overlap || (total + piece.count > size && total > 0) {
+                    total -= current.removeFirst().count
+                }
+            }
+            current.append(piece)
+            total += piece.count
+        }
+        let chunk = current.joined().trimmingCharacters(in: .whitespacesAndNewlines)
+        if !chunk.isEmpty { chunks.append(chunk) }
+        return chunks
+    }
+
+    /// The chunks of a document with where each starts in its section (`start_index`).
+    static func chunks(of text: String, size: Int, overlap: Int) -> [(text: String, start: Int)] {
+        var result: [(String, Int)] = []
+        for section in sections(text) {
+            var searchFrom = section.startIndex
+            for chunk in split(section, size: size, overlap: overlap) {
+                var start = 0
+                if let range = section.range(of: chunk, range: searchFrom..<section.endIndex) {
+                    start = section.distance(from: section.startIndex, to: range.lowerBound)
+                    searchFrom = section.index(after: range.lowerBound)
+                }
+                result.append((chunk, start))
+            }
+        }
+        return result
+    }
+}

@@ -1,0 +1,150 @@
+// Files into chunks: on `file.uploaded` the stored bytes are read, their text extracted, split and embedded into
+// the file's collection (`file-<id>`) and, when the upload named a knowledge base the owner may write, into that
+// one too; `file.processed` then tells the files service the outcome. Deleted files lose their chunks.
+import Crypto
+import Foundation
+import Logging
+import PostgresNIO
+import Shared
+
+struct Indexer: Sendable {
+    let postgres: PostgresClient
+    let chunks: ChunkStore
+    let knowledge: KnowledgeStore
+    let logger: Logger
+    let uploads: URL
+    /// `CHUNK_SIZE` and `CHUNK_OVERLAP`, in characters.
+    let chunkSize: Int
+    let chunkOverlap: Int
+    let outbox = Outbox(schema: "retrieval", stream: EventStream.retrieval)
+
+    static let duplicate = "Duplicate content detected. Please provide unique content to proceed."
+
+    static func sha256(_ text: String) -> String {
+        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    func handle(_ event: Event) async throws {
+        switch event.type {
+        case "file.uploaded": try await uploaded(event)
+        case "file.content_updated": try await contentUpdated(event)
+        case "file.deleted":
+            guard let id = event.data["file_id"]?.stringValue else { return }
+            try await chunks.deleteFile(id)
+            try await postgres.query("DELETE FROM retrieval.knowledge_files WHERE file_id = \(id)", logger: logger)
+            try await postgres.query("DELETE FROM retrieval.files WHERE id = \(id)", logger: logger)
+        default: return
+        }
+    }
+
+    func uploaded(_ event: Event) async throws {
+        guard let id = event.data["file_id"]?.stringValue, let owner = event.data["user_id"]?.stringValue,
+            let storage = event.data["storage_name"]?.stringValue
+        else { return }
+        let name = event.data["filename"]?.stringValue ?? storage
+        let meta = event.data["meta"]?.stringValue ?? "{}"
+        let now = Int(Date().timeIntervalSince1970)
+        try await postgres.query(
+            """
+            INSERT INTO retrieval.files (id, user_id, filename, meta, status, created_at, updated_at)
+            VALUES (\(id), \(owner), \(name), \(meta), 'processing', \(event.data["created_at"]?.intValue ?? now), \(now))
+            ON CONFLICT (id) DO UPDATE SET status = 'processing', updated_at = EXCLUDED.updated_at
+            """, logger: logger)
+        let text: String
+        do {
+            text = try TextExtractor.text(
+                of: uploads.appendingPathComponent(storage), name: name, contentType: event.data["content_type"]?.stringValue)
+        } catch let error as TextExtractor.Unsupported {
+            try await finish(id, status: "failed", content: nil, hash: nil, error: error.reason)
+            return
+        }
+        do {
+            try await index(fileID: id, text: text)
+            if let knowledgeID = event.data["metadata"]?["knowledge_id"]?.stringValue,
+                try await knowledge.ownerMayWrite(knowledgeID, userID: owner)
+            {
+                try await addToKnowledge(fileID: id, knowledgeID: knowledgeID, userID: owner)
+            }
+            try await finish(id, status: "completed", content: text, hash: Self.sha256(text), error: nil)
+        } catch let error as APIError {
+            try await finish(id, status: "failed", content: text, hash: nil, error: error.detail.stringValue ?? "\(error.detail)")
+        }
+    }
+
+    func contentUpdated(_ event: Event) async throws {
+        guard let id = event.data["file_id"]?.stringValue, let content = event.data["content"]?.stringValue else { return }
+        try await postgres.query(
+            "UPDATE retrieval.files SET content = \(content), hash = \(Self.sha256(content)), status = 'completed' WHERE id = \(id)",
+            logger: logger)
+        try await index(fileID: id, text: content)
+        for knowledgeID in try await knowledge.collections(containing: id) {
+            try await chunks.delete(collection: knowledgeID, fileID: id)
+            try await copy(fileID: id, into: knowledgeID)
+        }
+    }
+
+    /// The file's chunks with the original's metadata keys.
+    func chunked(fileID: String, text: String) async throws -> [Chunk] {
+        guard let file = try await knowledge.file(fileID) else { return [] }
+        let meta = JSONValue.parse(file.meta)?.objectValue ?? [:]
+        let hash = Self.sha256(text)
+        var base: [String: JSONValue] = [
+            "name": .string(file.filename), "file_id": .string(fileID), "source": .string(file.filename),
+            "created_by": .string(file.userID), "hash": .string(hash),
+        ]
+        for key in ["content_type", "size", "file_hash"] { base[key] = meta[key] }
+        if let embedder = chunks.embedder {
+            base["embedding_config"] = .string("{'engine': '\(embedder.engine.rawValue)', 'model': '\(embedder.model)'}")
+        }
+        return Chunker.chunks(of: text, size: chunkSize, overlap: chunkOverlap).map { piece in
+            var metadata = base
+            metadata["start_index"] = .int(piece.start)
+            return Chunk(text: piece.text, metadata: metadata.filter { $0.value != .null })
+        }
+    }
+
+    /// Replaces the file's own collection with the text's chunks.
+    func index(fileID: String, text: String) async throws {
+        guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw APIError(.badRequest, "The content provided is empty. Please ensure that there is text or data present before proceeding.")
+        }
+        try await postgres.query(
+            "UPDATE retrieval.files SET content = \(text), hash = \(Self.sha256(text)) WHERE id = \(fileID)", logger: logger)
+        let pieces = try await chunked(fileID: fileID, text: text)
+        try await chunks.delete(collection: "file-" + fileID)
+        try await chunks.add(pieces, collection: "file-" + fileID, fileID: fileID)
+    }
+
+    /// The file's chunks copied into a knowledge base (refused when another file there has the same text).
+    func copy(fileID: String, into knowledgeID: String) async throws {
+        guard let file = try await knowledge.file(fileID), let content = file.content else {
+            throw APIError(
+                .badRequest,
+                "Extracted content is not available for this file. Please ensure that the file is processed before proceeding.")
+        }
+        if try await chunks.duplicate(hash: Self.sha256(content), collection: knowledgeID, fileID: fileID) {
+            throw APIError(.badRequest, "400: " + Self.duplicate)
+        }
+        try await chunks.add(try await chunked(fileID: fileID, text: content), collection: knowledgeID, fileID: fileID)
+    }
+
+    func addToKnowledge(fileID: String, knowledgeID: String, userID: String) async throws {
+        try await copy(fileID: fileID, into: knowledgeID)
+        try await knowledge.link(fileID: fileID, knowledgeID: knowledgeID, userID: userID)
+    }
+
+    func finish(_ id: String, status: String, content: String?, hash: String?, error: String?) async throws {
+        let now = Int(Date().timeIntervalSince1970)
+        var data: [String: JSONValue] = ["file_id": .string(id), "status": .string(status), "error": error.map(JSONValue.string) ?? .null]
+        if let content { data["content"] = .string(content) }
+        data["hash"] = hash.map(JSONValue.string) ?? .null
+        try await postgres.withTransaction(logger: logger) { connection in
+            try await connection.query(
+                """
+                UPDATE retrieval.files SET status = \(status), content = coalesce(\(content), content), hash = \(hash),
+                    updated_at = \(now) WHERE id = \(id)
+                """, logger: logger)
+            try await outbox.enqueue(Event(type: "file.processed", actorID: nil, data: .object(data)), on: connection, logger: logger)
+        }
+    }
+}
