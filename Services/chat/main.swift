@@ -74,7 +74,11 @@ let chatTasks = ChatTasks(
 let modelsController = ModelsController(registry: registry, policies: policies, owners: OwnerLookup(auth: auth))
 router.addRoutes(modelsController.listRoutes, atPath: "/api/models")
 router.addRoutes(modelsController.routes, atPath: "/api/v1/models")
-let completions = CompletionsController(registry: registry, settings: providerSettings, relay: providerRelay, tasks: chatTasks)
+let rag = RAG(
+    client: httpClient, baseURL: env.string("SKIFF_RETRIEVAL_URL", default: "http://127.0.0.1:8084"),
+    internalSecret: config.internalSecret)
+let completions = CompletionsController(
+    registry: registry, settings: providerSettings, relay: providerRelay, tasks: chatTasks, rag: rag)
 router.addRoutes(completions.routes, atPath: "/api/chat")
 router.addRoutes(completions.routes, atPath: "/api/v1/chat")
 router.addRoutes(completions.routes, atPath: "/api/openai/v1/chat")

@@ -542,3 +542,39 @@ def test_export_import_tags_and_delete(mstack, madmin):
     assert expect_ok(mstack.delete("/api/v1/models/delete/all", token)) is True
     assert expect_ok(mstack.get("/api/v1/models/all", token)) == []
     assert "my-assistant" not in [m["id"] for m in expect_ok(mstack.get("/api/models", token))["data"]]
+
+
+# ---- RAG: files and knowledge bases in a completion
+
+
+def test_files_and_collections_reach_the_provider(mstack, madmin, provider):
+    from test_retrieval import CODEWORD, processed, upload
+
+    token = madmin["token"]
+    f = upload(mstack, madmin)
+    processed(mstack, madmin, f["id"])
+    body = expect_ok(chat(mstack, token, "fake-gpt", "What is the secret codeword?", stream=False,
+                          files=[{"type": "file", "id": f["id"]}]))
+    assert list(body)[0] == "sources" and body["object"] == "chat.completion"
+    source = body["sources"][0]
+    assert list(source) == ["source", "document", "metadata", "distances"]
+    assert source["source"] == {"type": "file", "id": f["id"]} and "PELICAN-42" in source["document"][0]
+    sent = last_chat_request(provider)["body"]
+    assert "files" not in sent and len(sent["messages"]) == 1
+    prompt = sent["messages"][0]["content"]
+    assert prompt.startswith("### Task:") and prompt.endswith("</context>\n\nWhat is the secret codeword?")
+    assert f'<source id="1" resource-type="file" resource-id="{f["id"]}">{CODEWORD.strip()}</source>' in prompt
+
+    kb = expect_ok(mstack.post("/api/v1/knowledge/create", token, json={"name": "KB", "description": "d"}))
+    expect_ok(mstack.post(f"/api/v1/knowledge/{kb['id']}/file/add", token, json={"file_id": f["id"]}))
+    r = chat(mstack, token, "fake-gpt", "codeword please", stream=True, files=[{"type": "collection", "id": kb["id"]}])
+    first = sse_events(r.text)[0]
+    assert json.loads(first)["sources"][0]["source"]["id"] == kb["id"]
+    assert "<source id=\"1\" resource-type=\"collection\"" in last_chat_request(provider)["body"]["messages"][-1]["content"]
+
+    # Another user's file is left out: no sources, the question goes as it was.
+    other = mstack.create_user(madmin["token"], role="user")
+    expect_ok(mstack.post("/api/v1/models/model/access/update", token, json={
+        "id": "fake-gpt", "access_grants": [{"principal_type": "user", "principal_id": "*", "permission": "read"}]}))
+    body = expect_ok(chat(mstack, other["token"], "fake-gpt", "codeword?", stream=False, files=[{"type": "file", "id": f["id"]}]))
+    assert "sources" not in body and last_chat_request(provider)["body"]["messages"][-1]["content"] == "codeword?"

@@ -52,7 +52,8 @@ final class ChatTasks: Sendable {
 
     /// Creates or continues the chat, starts the task and answers `{status, task_ids, chat_id}` at once.
     func start(
-        body: [String: JSONValue], entry: ModelEntry, base: BaseModel, settings: ProviderSettings, user: Identity, session: String
+        body: [String: JSONValue], entry: ModelEntry, base: BaseModel, settings: ProviderSettings, user: Identity, session: String,
+        sources: String? = nil
     ) async throws -> Response {
         let existing = body["chat_id"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
         let chatID = existing ?? UUID().uuidString.lowercased()
@@ -137,7 +138,7 @@ final class ChatTasks: Sendable {
         await emitter.emit("chat:active", .object(["active": .bool(true), "folder_id": folder]))
         let job = Job(
             prepared: prepared, entry: entry, user: user, emitter: emitter, folder: folder,
-            backgroundTasks: body["background_tasks"]?.objectValue ?? [:], userMessageID: userMessageID)
+            backgroundTasks: body["background_tasks"]?.objectValue ?? [:], userMessageID: userMessageID, sources: sources)
         // Registered before it can run, so a stop that comes at once finds it and its end finds the entry.
         running.withLockedValue { $0[taskID] = Task { await self.run(job) } }
         return Self.accepted([taskID], chatID: chatID)
@@ -157,6 +158,8 @@ final class ChatTasks: Sendable {
         var folder: JSONValue
         var backgroundTasks: [String: JSONValue]
         var userMessageID: String?
+        /// The retrieved sources (JSON text), sent first and kept with the answer.
+        var sources: String?
     }
 
     /// The provider's error text as the original reads it: `error`, then `message`, then `detail`.
@@ -175,6 +178,7 @@ final class ChatTasks: Sendable {
         let emitter = job.emitter
         var output = TaskOutput()
         do {
+            if let sources = job.sources { await emitter.emit("chat:completion", raw: "{\"sources\":" + sources + "}") }
             let response = try await relay.execute(job.prepared)
             if response.status.code >= 400 {
                 let body = try await relay.collect(response)
@@ -279,6 +283,7 @@ final class ChatTasks: Sendable {
         ]
         if let usage = output.usage { fields["usage"] = usage.value }
         if let error = output.error { fields["error"] = .object(["content": .string(error)]) }
+        if let sources = job.sources.flatMap(JSONValue.parse) { fields["sources"] = sources }
         let saved = try await save(job, fields: fields)
         relay.usage.record(user: job.user.userID, model: job.entry.id, usage: output.usage?.value)
         await emitter.emit("chat:list", .object(["chat_id": .string(emitter.chatID), "folder_id": job.folder]))

@@ -54,8 +54,9 @@ struct ProviderRelay: Sendable {
         return Response(status: status, headers: headers, body: .init(byteBuffer: body))
     }
 
-    /// Sends the request and answers the client: JSON, or SSE passed through as it arrives.
-    func respond(_ request: ProviderRequest, user: Identity) async throws -> Response {
+    /// Sends the request and answers the client: JSON, or SSE passed through as it arrives; `sources` (JSON text)
+    /// go first, as the original puts them.
+    func respond(_ request: ProviderRequest, user: Identity, sources: String? = nil) async throws -> Response {
         let response = try await execute(request)
         let contentType = response.headers.first(name: "content-type") ?? ""
         if response.status.code >= 400 {
@@ -68,9 +69,12 @@ struct ProviderRelay: Sendable {
             let parsed = try? JSONDecoder().decode(JSONValue.self, from: body)
             let reported = request.ollama ? parsed.map { OllamaFormat.usage($0).value } : parsed?["usage"]
             usage.record(user: user.userID, model: request.requestedModel, usage: reported)
-            if request.ollama {
-                return JSONResponse.text(OllamaFormat.completion(parsed ?? .null))
+            let text = request.ollama ? OllamaFormat.completion(parsed ?? .null) : String(buffer: body)
+            if let sources, text.hasPrefix("{") {
+                let rest = text.dropFirst().drop { $0.isWhitespace }
+                return JSONResponse.text("{\"sources\":" + sources + (rest.hasPrefix("}") ? "" : ",") + rest)
             }
+            if request.ollama { return JSONResponse.text(text) }
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
         }
         let recorder = usage
@@ -82,6 +86,7 @@ struct ProviderRelay: Sendable {
                 var converter = OllamaFormat.StreamConverter()
                 var lastUsage: JSONValue?
                 var upstreamFailed = false
+                if let sources { try await writer.write(ByteBuffer(string: "data: {\"sources\":" + sources + "}\n\n")) }
                 var iterator = response.body.makeAsyncIterator()
                 while true {
                     let chunk: ByteBuffer?
@@ -174,6 +179,7 @@ struct CompletionsController {
     let settings: ProviderSettingsStore
     let relay: ProviderRelay
     let tasks: ChatTasks
+    let rag: RAG
 
     var routes: RouteCollection<ServiceRequestContext> {
         let routes = RouteCollection(context: ServiceRequestContext.self)
@@ -197,16 +203,19 @@ struct CompletionsController {
 
     @Sendable func complete(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
-        let body = try await Self.object(request)
+        var body = try await Self.object(request)
         guard let modelID = body["model"]?.stringValue else { throw ModelRegistry.notFound }
         let (entry, base) = try await registry.resolve(modelID, for: user)
         let current = try await settings.current()
+        let sources = try await rag.sources(for: body, user: user)
+        if let sources { RAG.apply(sources.value, to: &body) }
         if let session = body["session_id"]?.stringValue, !session.isEmpty,
             (body["chat_id"]?.stringValue.map { !$0.isEmpty } ?? false) || (body.keys.contains("parent_id") && body["parent_id"] == .null)
         {
-            return try await tasks.start(body: body, entry: entry, base: base, settings: current, user: user, session: session)
+            return try await tasks.start(
+                body: body, entry: entry, base: base, settings: current, user: user, session: session, sources: sources?.text)
         }
         let prepared = try ProviderRequest.make(body: body, entry: entry, base: base, settings: current, user: user)
-        return try await relay.respond(prepared, user: user)
+        return try await relay.respond(prepared, user: user, sources: sources?.text)
     }
 }
