@@ -33,8 +33,10 @@ router.addRoutes(retrieval.routes, atPath: "/api/v1/retrieval")
 router.addRoutes(retrieval.internalRoutes, atPath: "/internal/retrieval")
 
 let relay = OutboxRelay(outbox: indexer.outbox, postgres: runtime.postgres, redis: runtime.redis, logger: runtime.logger)
+// `SKIFF_EVENT_RECLAIM_AFTER`: seconds before another replica takes over an event a dead one left unfinished.
 let fileEvents = StreamConsumer(
-    redis: try RedisClient(url: config.redisURL), stream: EventStream.files, group: "retrieval", logger: runtime.logger
+    redis: try RedisClient(url: config.redisURL), stream: EventStream.files, group: "retrieval", logger: runtime.logger,
+    reclaimAfter: .seconds(env.int("SKIFF_EVENT_RECLAIM_AFTER", default: 30))
 ) { event in
     try await indexer.handle(event)
 }

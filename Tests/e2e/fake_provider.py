@@ -8,7 +8,7 @@ OpenAI-compatible, under `/v1` (`base_url`):
   `data: [DONE]`. A last user message containing "slow" streams 60 chunks 0.1 s apart (to be cut off); one
   containing "explode" gets a 500 with an OpenAI error object. Unknown models get 404.
 - `POST /v1/embeddings`: deterministic bag-of-words vectors: each lower-case word is hashed into one of 64
-  dimensions, so texts that share words are close and others are not.
+  dimensions, so texts that share words are close and others are not. Texts holding "slowembed" wait 3 s.
 
 Ollama-shaped, at the root (`ollama_url`): `GET /api/tags` (`llama-fake:latest`), `GET /api/version`,
 `POST /api/chat` (NDJSON stream or one object), `POST /api/pull` (NDJSON progress).
@@ -122,6 +122,8 @@ class FakeProvider:
                 if self.path == "/v1/embeddings":
                     inputs = body.get("input")
                     inputs = [inputs] if isinstance(inputs, str) else inputs
+                    if any("slowembed" in t for t in inputs):
+                        time.sleep(3)  # long enough to kill the caller mid-request
                     data = [{"object": "embedding", "index": i, "embedding": embed(t)} for i, t in enumerate(inputs)]
                     self._json(200, {"object": "list", "data": data, "model": body.get("model")})
                 elif self.path == "/v1/chat/completions":

@@ -54,7 +54,8 @@ def test_lists_search_rename_delete_and_access(stack, make_user):
     a = expect_ok(upload(stack, alice, name="Report-2026.TXT"))
     b = expect_ok(upload(stack, alice, name="photo.md", data=b"# hi"))
     listed = expect_ok(stack.get(f"{API}/", alice["token"]))
-    assert listed["total"] == 2 and [f["id"] for f in listed["items"]] == [b["id"], a["id"]]
+    assert listed["total"] == 2 and {f["id"] for f in listed["items"]} == {a["id"], b["id"]}
+    assert [f["updated_at"] for f in listed["items"]] == sorted((f["updated_at"] for f in listed["items"]), reverse=True)
     assert expect_ok(stack.get(f"{API}/", bob["token"]))["total"] == 0
     assert [f["id"] for f in expect_ok(stack.get(f"{API}/search", alice["token"], params={"filename": "report*.txt"}))] == [a["id"]]
     expect_error(stack.get(f"{API}/search", alice["token"], params={"filename": "report"}), 404,

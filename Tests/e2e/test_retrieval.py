@@ -7,10 +7,10 @@ import hashlib
 import json
 import time
 
-import requests
+import pytest
 
 from fake_provider import FakeProvider
-from stacklib import ACCESS_PROHIBITED, NOT_FOUND, expect_422, expect_error, expect_ok
+from stacklib import ACCESS_PROHIBITED, NOT_FOUND, expect_422, expect_error, expect_ok, psql
 
 FILES = "/api/v1/files"
 KNOWLEDGE = "/api/v1/knowledge"
@@ -166,3 +166,25 @@ def test_hybrid_search_with_embeddings(make_stack):
         assert "Bananas" in hits["documents"][0][0] and len(hits["documents"][0]) == 3
         assert hits["distances"][0][0] >= hits["distances"][0][-1]
         assert "openai" in hits["metadatas"][0][0]["embedding_config"]
+
+
+@pytest.mark.slow
+def test_a_replica_killed_mid_processing(make_stack):
+    """The retrieval process dies while it embeds a file: a new replica reclaims the unacknowledged event and
+    processes the file once more, which leaves exactly one set of its chunks."""
+    with FakeProvider() as provider:
+        s = make_stack(RAG_EMBEDDING_ENGINE="openai", RAG_OPENAI_API_BASE_URL=provider.base_url,
+                       RAG_OPENAI_API_KEY="sk-test", SKIFF_EVENT_RECLAIM_AFTER="2")
+        admin = s.signup_admin()
+        f = upload(s, admin, name="slow.txt", data=b"slowembed pelicans of Coralia", content_type="text/plain")
+        deadline = time.monotonic() + 10
+        while not any(r["path"].endswith("/embeddings") for r in provider.requests):
+            assert time.monotonic() < deadline, "retrieval never asked for embeddings"
+            time.sleep(0.05)
+        s.kill("retrieval")
+        assert expect_ok(s.get(f"{FILES}/{f['id']}/process/status", admin["token"]))["status"] == "pending"
+        s.spawn_extra("retrieval-b", "retrieval")
+        got = processed(s, admin, f["id"], timeout=30)
+        assert got["data"]["status"] == "completed" and got["data"]["content"] == "slowembed pelicans of Coralia"
+        count = psql(f"SELECT count(*) FROM retrieval.chunks WHERE file_id = '{f['id']}'", url=s.env["DATABASE_URL"])
+        assert int(count.strip()) == 1
