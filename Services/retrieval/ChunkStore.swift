@@ -22,14 +22,14 @@ struct Hit: Sendable {
 final class ChunkStore: Sendable {
     let postgres: PostgresClient
     let logger: Logger
-    let embedder: Embedder?
+    let settings: SettingsStore
     /// Dimensions that have their HNSW index.
     private let indexed = NIOLockedValueBox<Set<Int>>([])
 
-    init(postgres: PostgresClient, logger: Logger, embedder: Embedder?) {
+    init(postgres: PostgresClient, logger: Logger, settings: SettingsStore) {
         self.postgres = postgres
         self.logger = logger
-        self.embedder = embedder
+        self.settings = settings
     }
 
     static func vectorText(_ vector: [Double]) -> String {
@@ -52,7 +52,7 @@ final class ChunkStore: Sendable {
     func add(_ chunks: [Chunk], collection: String, fileID: String?) async throws {
         guard !chunks.isEmpty else { return }
         var vectors: [[Double]?] = chunks.map { _ in nil }
-        if let embedder {
+        if let embedder = try await settings.current().embedder {
             // The original embeds each chunk's text with its line breaks as spaces.
             vectors = try await embedder.embed(chunks.map { $0.text.replacingOccurrences(of: "\n", with: " ") }).map { $0 }
             if let dims = vectors.first??.count { try await ensureIndex(dims: dims) }
@@ -101,7 +101,7 @@ final class ChunkStore: Sendable {
     func search(_ query: String, collections: [String], k: Int) async throws -> [Hit] {
         let limit = max(1, min(k, 1000))
         var vectorHits: [Hit] = []
-        if let embedder, let vector = try await embedder.embed([query]).first, !vector.isEmpty {
+        if let embedder = try await settings.current().embedder, let vector = try await embedder.embed([query]).first, !vector.isEmpty {
             let dims = vector.count
             let rows = try await postgres.query(
                 PostgresQuery(

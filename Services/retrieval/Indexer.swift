@@ -13,9 +13,6 @@ struct Indexer: Sendable {
     let knowledge: KnowledgeStore
     let logger: Logger
     let uploads: URL
-    /// `CHUNK_SIZE` and `CHUNK_OVERLAP`, in characters.
-    let chunkSize: Int
-    let chunkOverlap: Int
     let outbox = Outbox(schema: "retrieval", stream: EventStream.retrieval)
 
     static let duplicate = "Duplicate content detected. Please provide unique content to proceed."
@@ -93,10 +90,11 @@ struct Indexer: Sendable {
             "created_by": .string(file.userID), "hash": .string(hash),
         ]
         for key in ["content_type", "size", "file_hash"] { base[key] = meta[key] }
-        if let embedder = chunks.embedder {
+        let (settings, embedder) = try await chunks.settings.current()
+        if let embedder {
             base["embedding_config"] = .string("{'engine': '\(embedder.engine.rawValue)', 'model': '\(embedder.model)'}")
         }
-        return Chunker.chunks(of: text, size: chunkSize, overlap: chunkOverlap).map { piece in
+        return Chunker.chunks(of: text, size: settings.chunkSize, overlap: settings.chunkOverlap).map { piece in
             var metadata = base
             metadata["start_index"] = .int(piece.start)
             return Chunk(text: piece.text, metadata: metadata.filter { $0.value != .null })

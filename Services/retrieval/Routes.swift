@@ -273,14 +273,13 @@ struct RetrievalController {
     let knowledge: KnowledgeStore
     let chunks: ChunkStore
     let indexer: Indexer
-    /// `RAG_TOP_K`.
-    let topK: Int
 
     var routes: RouteCollection<ServiceRequestContext> {
         let routes = RouteCollection(context: ServiceRequestContext.self)
         routes.post("query/doc", use: queryDoc)
         routes.post("query/collection", use: queryCollection)
         routes.post("process/text", use: processText)
+        routes.post("process/file", use: processFile)
         return routes
     }
 
@@ -321,7 +320,14 @@ struct RetrievalController {
 
     func hits(_ collections: [String], query: String, k: Int?, user: Identity) async throws -> [Hit] {
         for collection in collections where try await !mayRead(collection, user: user) { throw APIError.forbidden }
-        return try await chunks.search(query, collections: collections, k: k ?? topK)
+        return try await search(query, collections: collections, k: k)
+    }
+
+    /// The best chunks, `TOP_K` unless `k` is given, none scoring under `RELEVANCE_THRESHOLD` (when it is set).
+    func search(_ query: String, collections: [String], k: Int?) async throws -> [Hit] {
+        let settings = try await chunks.settings.current().settings
+        let found = try await chunks.search(query, collections: collections, k: k ?? settings.topK)
+        return settings.relevanceThreshold > 0 ? found.filter { $0.score >= settings.relevanceThreshold } : found
     }
 
     @Sendable func queryDoc(_ request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -381,7 +387,8 @@ struct RetrievalController {
             throw APIError.forbidden
         }
         if try await !chunks.exists(collection: collection) {
-            let pieces = Chunker.chunks(of: form.content, size: indexer.chunkSize, overlap: indexer.chunkOverlap).map {
+            let settings = try await chunks.settings.current().settings
+            let pieces = Chunker.chunks(of: form.content, size: settings.chunkSize, overlap: settings.chunkOverlap).map {
                 Chunk(text: $0.text, metadata: ["name": .string(form.name), "created_by": .string(user.userID), "start_index": .int($0.start)])
             }
             guard !pieces.isEmpty else {
@@ -391,6 +398,51 @@ struct RetrievalController {
         }
         return JSONResponse.text(
             OrderedJSON.object([("status", .bool(true)), ("collection_name", .string(collection)), ("content", .string(form.content))]))
+    }
+
+    struct FileForm: Decodable {
+        var fileID: String
+        var content: String?
+        var collectionName: String?
+        enum CodingKeys: String, CodingKey {
+            case content
+            case fileID = "file_id"
+            case collectionName = "collection_name"
+        }
+    }
+
+    /// Indexes a file again: from new `content`, into another collection (a knowledge base), or from its text.
+    @Sendable func processFile(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let form = try await JSONBody.decode(FileForm.self, from: request, limit: 64 << 20)
+        guard let file = try await knowledge.file(form.fileID), file.userID == user.userID || user.isAdmin else {
+            throw APIError.notFound
+        }
+        let collection: String
+        do {
+            if let name = form.collectionName {
+                guard let row = try await knowledge.knowledge(name), row.writable(by: user) else { throw APIError.forbidden }
+                try await chunks.delete(collection: name, fileID: file.id)
+                try await indexer.addToKnowledge(fileID: file.id, knowledgeID: name, userID: user.userID)
+                collection = name
+            } else {
+                guard let text = form.content ?? file.content else {
+                    throw APIError(
+                        .badRequest,
+                        "The content provided is empty. Please ensure that there is text or data present before proceeding.")
+                }
+                try await indexer.index(fileID: file.id, text: text)
+                try await indexer.finish(file.id, status: "completed", content: text, hash: Indexer.sha256(text), error: nil)
+                collection = "file-" + file.id
+            }
+        } catch let error as APIError where error.status != .forbidden {
+            throw APIError(.badRequest, error.detail.stringValue ?? "\(error.detail)")
+        }
+        let content = try await knowledge.file(file.id)?.content ?? ""
+        return JSONResponse.text(OrderedJSON.object([
+            ("status", .bool(true)), ("collection_name", .string(collection)), ("filename", .string(file.filename)),
+            ("content", .string(content)),
+        ]))
     }
 
     /// `POST /internal/retrieval/sources` (chat, for a completion's `files`): one source per readable item,
@@ -409,7 +461,7 @@ struct RetrievalController {
             default: continue
             }
             guard try await mayRead(collection, user: user) else { continue }
-            let found = try await chunks.search(query, collections: [collection], k: topK)
+            let found = try await search(query, collections: [collection], k: nil)
             guard !found.isEmpty else { continue }
             var source = item.objectValue ?? [:]
             source["data"] = nil

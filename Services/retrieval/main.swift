@@ -12,13 +12,12 @@ let env = config.environment
 let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
 let uploads = URL(
     fileURLWithPath: env.string("UPLOAD_DIR") ?? (env.string("DATA_DIR", default: "data") + "/uploads"), isDirectory: true)
-let chunks = ChunkStore(
-    postgres: runtime.postgres, logger: runtime.logger,
-    embedder: Embedder.configured(env, client: httpClient, logger: runtime.logger))
+let settings = SettingsStore(
+    base: RetrievalSettings.fromEnvironment(env), postgres: runtime.postgres, client: httpClient, logger: runtime.logger)
+let chunks = ChunkStore(postgres: runtime.postgres, logger: runtime.logger, settings: settings)
 let knowledge = KnowledgeStore(postgres: runtime.postgres, logger: runtime.logger)
 let indexer = Indexer(
-    postgres: runtime.postgres, chunks: chunks, knowledge: knowledge, logger: runtime.logger, uploads: uploads,
-    chunkSize: env.int("CHUNK_SIZE", default: 1000), chunkOverlap: env.int("CHUNK_OVERLAP", default: 100))
+    postgres: runtime.postgres, chunks: chunks, knowledge: knowledge, logger: runtime.logger, uploads: uploads)
 let auth = AuthLookup(
     client: httpClient, baseURL: env.string("SKIFF_AUTH_URL", default: "http://127.0.0.1:8081"), internalSecret: config.internalSecret)
 
@@ -28,8 +27,9 @@ router.addRoutes(
         store: knowledge, indexer: indexer, policies: auth, owners: auth,
         adminBypass: env.bool("BYPASS_ADMIN_ACCESS_CONTROL", default: env.bool("ENABLE_ADMIN_WORKSPACE_CONTENT_ACCESS", default: true))
     ).routes, atPath: "/api/v1/knowledge")
-let retrieval = RetrievalController(knowledge: knowledge, chunks: chunks, indexer: indexer, topK: env.int("RAG_TOP_K", default: 3))
+let retrieval = RetrievalController(knowledge: knowledge, chunks: chunks, indexer: indexer)
 router.addRoutes(retrieval.routes, atPath: "/api/v1/retrieval")
+router.addRoutes(SettingsController(store: settings).routes, atPath: "/api/v1/retrieval")
 router.addRoutes(retrieval.internalRoutes, atPath: "/internal/retrieval")
 
 let relay = OutboxRelay(outbox: indexer.outbox, postgres: runtime.postgres, redis: runtime.redis, logger: runtime.logger)

@@ -188,3 +188,41 @@ def test_a_replica_killed_mid_processing(make_stack):
         assert got["data"]["status"] == "completed" and got["data"]["content"] == "slowembed pelicans of Coralia"
         count = psql(f"SELECT count(*) FROM retrieval.chunks WHERE file_id = '{f['id']}'", url=s.env["DATABASE_URL"])
         assert int(count.strip()) == 1
+
+
+def test_settings_and_process_routes(make_stack):
+    s = make_stack()
+    admin = s.signup_admin()
+    token = admin["token"]
+    config = expect_ok(s.get(f"{RETRIEVAL}/config", token))
+    assert config["status"] is True and config["TOP_K"] == 3 and config["CHUNK_SIZE"] == 1000 and config["CHUNK_OVERLAP"] == 100
+    assert config["RELEVANCE_THRESHOLD"] == 0 and config["ENABLE_RAG_HYBRID_SEARCH"] is False
+    updated = expect_ok(s.post(f"{RETRIEVAL}/config/update", token, json={"TOP_K": 1, "CHUNK_SIZE": 40, "CHUNK_OVERLAP": 0}))
+    assert updated["TOP_K"] == 1 and updated["CHUNK_SIZE"] == 40
+    expect_422(s.post(f"{RETRIEVAL}/config/update", token, json={"TOP_K": "many"}))
+    expect_422(s.post(f"{RETRIEVAL}/config/update", token, json=[1]))
+    embedding = expect_ok(s.get(f"{RETRIEVAL}/embedding", token))
+    assert list(embedding)[:3] == ["status", "RAG_EMBEDDING_ENGINE", "RAG_EMBEDDING_MODEL"] and embedding["RAG_EMBEDDING_ENGINE"] == ""
+    expect_422(s.post(f"{RETRIEVAL}/embedding/update", token, json={"RAG_EMBEDDING_MODEL": "m"}))
+
+    # Smaller chunks and one result per query from now on.
+    text = "Pelicans nest on quiet islands far away.\n\nFlamingos stand on one leg in shallow lakes.\n"
+    f = upload(s, admin, name="birds.txt", data=text.encode(), content_type="text/plain")
+    processed(s, admin, f["id"])
+    hits = expect_ok(s.post(f"{RETRIEVAL}/query/doc", token, json={"collection_name": f"file-{f['id']}", "query": "flamingos lakes"}))
+    assert len(hits["documents"][0]) == 1 and hits["documents"][0][0].startswith("Flamingos")
+    # New text for the file: indexed again, and the files service shows it.
+    done = expect_ok(s.post(f"{RETRIEVAL}/process/file", token, json={"file_id": f["id"], "content": "Herons fish at dawn."}))
+    assert done == {"status": True, "collection_name": f"file-{f['id']}", "filename": "birds.txt", "content": "Herons fish at dawn."}
+    hits = expect_ok(s.post(f"{RETRIEVAL}/query/doc", token, json={"collection_name": f"file-{f['id']}", "query": "herons"}))
+    assert hits["documents"][0] == ["Herons fish at dawn."]
+    deadline = time.monotonic() + 5
+    while expect_ok(s.get(f"{FILES}/{f['id']}/data/content", token))["content"] != "Herons fish at dawn.":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    text_done = expect_ok(s.post(f"{RETRIEVAL}/process/text", token, json={"name": "note", "content": "Owls hunt at night."}))
+    assert text_done["collection_name"] == hashlib.sha256(b"Owls hunt at night.").hexdigest()
+    s.set_admin_config(token, ENABLE_SIGNUP=True)
+    user = s.create_user(token, role="user")
+    expect_error(s.get(f"{RETRIEVAL}/config", user["token"]), 401, ACCESS_PROHIBITED)
+    expect_error(s.post(f"{RETRIEVAL}/process/file", user["token"], json={"file_id": f["id"]}), 404, NOT_FOUND)
