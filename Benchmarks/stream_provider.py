@@ -4,7 +4,8 @@
 
 `GET /v1/models` lists `bench-model`; `POST /v1/chat/completions` with `stream: true` answers 20 SSE chunks
 (one word each, written and flushed one by one, `CHUNK_DELAY_MS` apart, default 5, like a model producing
-tokens), a final chunk with `usage`, then `data: [DONE]`;
+tokens), a final chunk with `usage`, then `data: [DONE]`; `POST /v1/embeddings` answers bag-of-words vectors of
+`EMBED_DIMENSIONS` (384) dimensions;
 without `stream` it answers one `chat.completion`. HTTP/1.1 keep-alive, chunked transfer encoding, one asyncio
 loop: cheap enough that the benchmark measures Skiff, not this server.
 """
@@ -18,6 +19,16 @@ import sys
 import time
 
 WORDS = [f" w{i}" for i in range(20)]
+DIMENSIONS = int(os.environ.get("EMBED_DIMENSIONS", "384"))
+
+
+def embed(text: str) -> list[float]:
+    """Deterministic bag-of-words vectors: each word hashed into one of DIMENSIONS dimensions, normalised."""
+    vector = [0.0] * DIMENSIONS
+    for word in text.lower().split():
+        vector[hash(word) % DIMENSIONS] += 1.0
+    norm = sum(v * v for v in vector) ** 0.5 or 1.0
+    return [round(v / norm, 6) for v in vector]
 DELAY = float(os.environ.get("CHUNK_DELAY_MS", "5")) / 1000
 
 
@@ -46,6 +57,15 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 await writer.drain()
                 continue
             request = json.loads(body or b"{}")
+            if path == "/v1/embeddings":
+                inputs = request.get("input")
+                inputs = [inputs] if isinstance(inputs, str) else inputs
+                data = [{"object": "embedding", "index": i, "embedding": embed(t)} for i, t in enumerate(inputs)]
+                payload = json.dumps({"object": "list", "data": data, "model": request.get("model")}).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(payload), payload))
+                await writer.drain()
+                continue
             if not request.get("stream"):
                 payload = json.dumps({"id": "chatcmpl-bench", "object": "chat.completion", "created": int(time.time()),
                                       "model": "bench-model", "choices": [{"index": 0, "message": {

@@ -23,6 +23,8 @@ final class ChunkStore: Sendable {
     let postgres: PostgresClient
     let logger: Logger
     let settings: SettingsStore
+    /// Full-text matches ranked per query at most (ranking every match of common words costs too much).
+    static let candidates = 1000
     /// Dimensions that have their HNSW index.
     private let indexed = NIOLockedValueBox<Set<Int>>([])
 
@@ -43,7 +45,8 @@ final class ChunkStore: Sendable {
             PostgresQuery(
                 unsafeSQL: """
                     CREATE INDEX IF NOT EXISTS chunks_embedding_\(dims) ON retrieval.chunks
-                    USING hnsw ((embedding::vector(\(dims))) vector_cosine_ops) WHERE dims = \(dims)
+                    USING hnsw ((embedding::vector(\(dims))) vector_cosine_ops) WITH (m = 16, ef_construction = 32)
+                    WHERE dims = \(dims)
                     """), logger: logger)
         indexed.withLockedValue { _ = $0.insert(dims) }
     }
@@ -121,18 +124,24 @@ final class ChunkStore: Sendable {
             }
         }
         var textHits: [Hit] = []
-        // Any of the query's words counts (as BM25 scores them), the chunks holding more of them first.
-        let words = Set(query.lowercased().split { !($0.isLetter || $0.isNumber) }.map(String.init))
-        if !words.isEmpty {
+        // Chunks holding all of the query's words first; when they are too few, chunks holding any of them (as BM25
+        // scores them), ranked among at most `candidates` matches so a query of common words stays fast.
+        let words = Set(query.lowercased().split { !($0.isLetter || $0.isNumber) }.map(String.init)).sorted()
+        for joiner in [" & ", " | "] where !words.isEmpty && textHits.count < limit {
             let rows = try await postgres.query(
                 """
-                SELECT id, text, metadata::text, ts_rank_cd(tsv, q) FROM retrieval.chunks, to_tsquery('simple', \(words.sorted().joined(separator: " | "))) q
-                WHERE collection = ANY(\(collections)) AND tsv @@ q ORDER BY ts_rank_cd(tsv, q) DESC, seq LIMIT \(limit)
+                WITH q AS (SELECT to_tsquery('simple', \(words.joined(separator: joiner))) AS q),
+                matched AS (SELECT c.id, c.text, c.metadata, c.tsv, c.seq FROM retrieval.chunks c, q
+                    WHERE c.collection = ANY(\(collections)) AND c.tsv @@ q.q LIMIT \(Self.candidates))
+                SELECT m.id, m.text, m.metadata::text, ts_rank(m.tsv, q.q) FROM matched m, q
+                ORDER BY ts_rank(m.tsv, q.q) DESC, m.seq LIMIT \(limit)
                 """, logger: logger)
+            var found: [Hit] = []
             for try await (id, text, metadata, rank) in rows.decode((String, String, String, Float).self) {
                 // Full-text rank folded into 0...1.
-                textHits.append(Hit(id: id, text: text, metadataText: metadata, score: Double(rank) / (Double(rank) + 0.1)))
+                found.append(Hit(id: id, text: text, metadataText: metadata, score: Double(rank) / (Double(rank) + 0.1)))
             }
+            if found.count > textHits.count { textHits = found }
         }
         guard !vectorHits.isEmpty else { return textHits }
         // Reciprocal rank fusion decides the order; the score shown is the vector similarity where there is one.

@@ -36,7 +36,9 @@ let relay = OutboxRelay(outbox: indexer.outbox, postgres: runtime.postgres, redi
 // `SKIFF_EVENT_RECLAIM_AFTER`: seconds before another replica takes over an event a dead one left unfinished.
 let fileEvents = StreamConsumer(
     redis: try RedisClient(url: config.redisURL), stream: EventStream.files, group: "retrieval", logger: runtime.logger,
-    reclaimAfter: .seconds(env.int("SKIFF_EVENT_RECLAIM_AFTER", default: 30))
+    reclaimAfter: .seconds(env.int("SKIFF_EVENT_RECLAIM_AFTER", default: 30)),
+    // Files are processed eight at a time; one file's events stay in order.
+    concurrency: env.int("SKIFF_PROCESSING_CONCURRENCY", default: 8), key: { $0.data["file_id"]?.stringValue }
 ) { event in
     try await indexer.handle(event)
 }

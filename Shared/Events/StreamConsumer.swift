@@ -13,12 +13,16 @@ public struct StreamConsumer: Service {
     let logger: Logger
     /// Entries pending longer than this on any consumer are taken over.
     let reclaimAfter: Duration
+    /// How many events of one read are handled at once; events with the same `key` are handled in order.
+    let concurrency: Int
+    let key: (@Sendable (Event) -> String?)?
     let handler: @Sendable (Event) async throws -> Void
 
     /// `redis` should be a client of its own: blocking reads hold its connection.
     public init(
         redis: RedisClient, stream: String, group: String, consumer: String = StreamConsumer.uniqueName(),
-        logger: Logger, reclaimAfter: Duration = .seconds(30), handler: @escaping @Sendable (Event) async throws -> Void
+        logger: Logger, reclaimAfter: Duration = .seconds(30), concurrency: Int = 1,
+        key: (@Sendable (Event) -> String?)? = nil, handler: @escaping @Sendable (Event) async throws -> Void
     ) {
         self.redis = redis
         self.stream = stream
@@ -26,6 +30,8 @@ public struct StreamConsumer: Service {
         self.consumer = consumer
         self.logger = logger
         self.reclaimAfter = reclaimAfter
+        self.concurrency = max(1, concurrency)
+        self.key = key
         self.handler = handler
     }
 
@@ -75,6 +81,39 @@ public struct StreamConsumer: Service {
     }
 
     private func handle(_ entries: [RESPValue]) async throws {
+        guard concurrency > 1 else { return try await handleInOrder(entries) }
+        // Entries with the same key stay in order in one lane; lanes run side by side, `concurrency` at a time.
+        var lanes: [[RESPValue]] = []
+        var laneOfKey: [String: Int] = [:]
+        for entry in entries {
+            let payload = entry.array?.last?.array.flatMap { fields -> String? in
+                stride(from: 0, to: fields.count - 1, by: 2).first { fields[$0].string == "event" }.flatMap { fields[$0 + 1].string }
+            }
+            let event = payload.flatMap { try? JSONDecoder().decode(Event.self, from: Data($0.utf8)) }
+            if let event, let name = key?(event) {
+                if let lane = laneOfKey[name] {
+                    lanes[lane].append(entry)
+                    continue
+                }
+                laneOfKey[name] = lanes.count
+            }
+            lanes.append([entry])
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var running = 0
+            for lane in lanes {
+                if running == concurrency {
+                    try await group.next()
+                    running -= 1
+                }
+                group.addTask { try await self.handleInOrder(lane) }
+                running += 1
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    private func handleInOrder(_ entries: [RESPValue]) async throws {
         for entry in entries {
             guard let parts = entry.array, parts.count == 2, let entryID = parts[0].string else { continue }
             let fields = parts[1].array ?? []
