@@ -78,6 +78,8 @@ struct Indexer: Sendable {
             try await chunks.delete(collection: knowledgeID, fileID: id)
             try await copy(fileID: id, into: knowledgeID)
         }
+        // After any earlier outcome of the same file (its events are handled in order), so the new text stands.
+        try await finish(id, status: "completed", content: content, hash: Self.sha256(content), error: nil)
     }
 
     /// The file's chunks with the original's metadata keys.

@@ -69,6 +69,8 @@ def test_lists_search_rename_delete_and_access(stack, make_user):
     expect_error(stack.delete(f"{API}/{a['id']}", bob["token"]), 404, NOT_FOUND)
     expect_error(stack.get(f"{API}/nope", alice["token"]), 404, NOT_FOUND)
 
+    from test_retrieval import processed
+    processed(stack, alice, a["id"])
     renamed = expect_ok(stack.post(f"{API}/{a['id']}/rename", alice["token"], json={"filename": "final.txt"}))
     assert renamed["filename"] == "final.txt" and renamed["meta"]["name"] == "final.txt"
     expect_422(stack.post(f"{API}/{a['id']}/rename", alice["token"], json={}))
