@@ -28,6 +28,9 @@ struct KnowledgeController {
         routes.post(":id/access/update", use: updateAccess)
         routes.get(":id/files", use: files)
         routes.post(":id/file/add", use: addFile)
+        routes.post(":id/file/update", use: updateFile)
+        routes.post(":id/files/batch/add", use: addFiles)
+        routes.get(":id/files/pending", use: pendingFiles)
         routes.post(":id/file/remove", use: removeFile)
         routes.post(":id/reset", use: reset)
         routes.delete(":id/delete", use: delete)
@@ -237,6 +240,65 @@ struct KnowledgeController {
             throw APIError(.badRequest, error.detail.stringValue ?? "\(error.detail)")
         }
         return JSONResponse.text(try await changedJSON(row.id))
+    }
+
+    /// Indexes a file of the knowledge base again from its current text.
+    @Sendable func updateFile(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (user, row) = try await writable(context)
+        let form = try await JSONBody.decode(FileForm.self, from: request)
+        guard try await store.file(form.fileID) != nil, try await store.collections(containing: form.fileID).contains(row.id) else {
+            throw Self.notFound400
+        }
+        do {
+            try await chunks.delete(collection: row.id, fileID: form.fileID)
+            try await indexer.addToKnowledge(fileID: form.fileID, knowledgeID: row.id, userID: user.userID)
+        } catch let error as APIError {
+            throw APIError(.badRequest, error.detail.stringValue ?? "\(error.detail)")
+        }
+        return JSONResponse.text(try await changedJSON(row.id))
+    }
+
+    /// Several files at once; files already in the knowledge base are left as they are.
+    @Sendable func addFiles(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (user, row) = try await writable(context)
+        let forms = try await JSONBody.decode([FileForm].self, from: request)
+        let linked = Set(try await store.files(of: row.id).map(\.0.id))
+        for form in forms where !linked.contains(form.fileID) {
+            guard let file = try await store.file(form.fileID) else { throw APIError(.badRequest, "File \(form.fileID) not found") }
+            guard file.userID == user.userID || user.isAdmin else { throw APIError.forbidden }
+            do {
+                try await indexer.addToKnowledge(fileID: file.id, knowledgeID: row.id, userID: user.userID)
+            } catch let error as APIError {
+                throw APIError(.badRequest, error.detail.stringValue ?? "\(error.detail)")
+            }
+        }
+        return JSONResponse.text(try await changedJSON(row.id))
+    }
+
+    /// Files uploaded for the knowledge base that are still being processed (not in it yet).
+    @Sendable func pendingFiles(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let (user, row) = try await row(context)
+        guard let row else { throw APIError.notFound }
+        guard row.readable(by: user) else { throw Self.prohibited400 }
+        let rows = try await store.postgres.query(
+            """
+            SELECT f.id, f.user_id, f.filename, f.meta, f.status, f.created_at, f.updated_at FROM retrieval.files f
+            WHERE f.status IN ('pending', 'processing') AND (f.meta::jsonb -> 'data' ->> 'knowledge_id') = \(row.id)
+            AND NOT EXISTS (SELECT 1 FROM retrieval.knowledge_files kf WHERE kf.knowledge_id = \(row.id) AND kf.file_id = f.id)
+            ORDER BY f.created_at, f.id
+            """, logger: store.logger)
+        var items: [String] = []
+        for try await (id, owner, name, meta, status, created, updated) in rows.decode((String, String, String, String, String, Int, Int).self) {
+            items.append(
+                OrderedJSON.appending(
+                    "{}",
+                    raw: [
+                        ("id", JSONValue.string(id).jsonText), ("user_id", JSONValue.string(owner).jsonText), ("hash", "null"),
+                        ("filename", JSONValue.string(name).jsonText), ("data", OrderedJSON.object(["status": .string(status)])),
+                        ("meta", meta), ("created_at", String(created)), ("updated_at", String(updated)),
+                    ]))
+        }
+        return JSONResponse.text(OrderedJSON.array(items))
     }
 
     @Sendable func removeFile(_ request: Request, context: ServiceRequestContext) async throws -> Response {

@@ -226,3 +226,31 @@ def test_settings_and_process_routes(make_stack):
     user = s.create_user(token, role="user")
     expect_error(s.get(f"{RETRIEVAL}/config", user["token"]), 401, ACCESS_PROHIBITED)
     expect_error(s.post(f"{RETRIEVAL}/process/file", user["token"], json={"file_id": f["id"]}), 404, NOT_FOUND)
+
+
+def test_knowledge_batch_add_update_and_pending(stack, admin):
+    token = admin["token"]
+    kb = expect_ok(stack.post(f"{KNOWLEDGE}/create", token, json={"name": "Batch", "description": ""}))
+    a = upload(stack, admin, name="a.txt", data=b"Alpha text about otters.", content_type="text/plain")
+    b = upload(stack, admin, name="b.txt", data=b"Beta text about beavers.", content_type="text/plain")
+    for f in (a, b):
+        processed(stack, admin, f["id"])
+    assert expect_ok(stack.get(f"{KNOWLEDGE}/{kb['id']}/files/pending", token)) == []
+    added = expect_ok(stack.post(f"{KNOWLEDGE}/{kb['id']}/files/batch/add", token,
+                                 json=[{"file_id": a["id"]}, {"file_id": b["id"]}]))
+    assert {x["id"] for x in added["files"]} == {a["id"], b["id"]}
+    again = expect_ok(stack.post(f"{KNOWLEDGE}/{kb['id']}/files/batch/add", token, json=[{"file_id": a["id"]}]))
+    assert len(again["files"]) == 2
+    expect_error(stack.post(f"{KNOWLEDGE}/{kb['id']}/files/batch/add", token, json=[{"file_id": "nope"}]), 400,
+                 "File nope not found")
+    expect_ok(stack.post(f"{FILES}/{a['id']}/data/content/update", token, json={"content": "Alpha text about herons."}))
+    deadline = time.monotonic() + 10
+    while True:
+        docs = expect_ok(stack.post(f"{RETRIEVAL}/query/collection", token,
+                                    json={"collection_names": [kb["id"]], "query": "herons"}))["documents"][0]
+        if docs and "herons" in docs[0]:
+            break
+        assert time.monotonic() < deadline, docs
+        time.sleep(0.1)
+    assert expect_ok(stack.post(f"{KNOWLEDGE}/{kb['id']}/file/update", token, json={"file_id": a["id"]}))["id"] == kb["id"]
+    expect_error(stack.post(f"{KNOWLEDGE}/{kb['id']}/file/update", token, json={"file_id": "nope"}), 400, NOT_FOUND)
