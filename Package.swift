@@ -93,7 +93,10 @@ let package = Package(
             resources: [.copy("Migrations")], swiftSettings: swiftSettings),
         .executableTarget(
             name: "Files",
-            dependencies: serviceDependencies + [.product(name: "Crypto", package: "swift-crypto")], path: "Services/files",
+            dependencies: serviceDependencies + [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ], path: "Services/files",
             resources: [.copy("Migrations")], swiftSettings: swiftSettings),
         .executableTarget(
             name: "Retrieval",

@@ -1,6 +1,7 @@
 // /api/v1/files: uploads streamed to UPLOAD_DIR with their SHA-256 computed on the way, and the real server's
 // routes over them (list, search, get, raw content, extracted text, process status as JSON or SSE, rename,
 // delete). Text extraction is the retrieval service's: it answers `file.uploaded` with `file.processed`.
+import AsyncHTTPClient
 import Crypto
 import Foundation
 import HTTPTypes
@@ -11,6 +12,8 @@ import Shared
 
 struct FilesController {
     let store: FileStore
+    /// Asks retrieval whether a knowledge base gives a user access to a file they do not own.
+    let access: KnowledgeAccess
     /// `RAG_FILE_MAX_SIZE` (MB): larger uploads get 413.
     let maxSize: Int?
     /// `RAG_ALLOWED_FILE_EXTENSIONS`: when set, files to be processed must have one of these extensions.
@@ -238,11 +241,15 @@ struct FilesController {
 
     // MARK: One file
 
-    /// The file when the caller may see it (its owner or an admin); 404 otherwise, as the original answers.
-    func file(_ context: ServiceRequestContext) async throws -> (Identity, FileRow) {
+    /// The file when the caller may `permission` it (its owner, an admin, or through a knowledge base); 404
+    /// otherwise, as the original answers.
+    func file(_ context: ServiceRequestContext, _ permission: String = "read") async throws -> (Identity, FileRow) {
         let user = try context.requireVerified()
         let id = try context.parameters.require("id")
-        guard let row = try await store.file(id), row.userID == user.userID || user.isAdmin else { throw APIError.notFound }
+        guard let row = try await store.file(id) else { throw APIError.notFound }
+        if row.userID != user.userID, !user.isAdmin {
+            guard try await access.allows(user, file: id, permission: permission) else { throw APIError.notFound }
+        }
         return (user, row)
     }
 
@@ -294,7 +301,7 @@ struct FilesController {
     struct ContentForm: Decodable { var content: String }
 
     @Sendable func updateDataContent(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        let (user, row) = try await file(context)
+        let (user, row) = try await file(context, "write")
         let form = try await JSONBody.decode(ContentForm.self, from: request, limit: 64 << 20)
         guard !form.content.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw Self.emptyContent }
         if let maxSize, form.content.utf8.count > maxSize * 1024 * 1024 { throw Self.tooLarge(maxSize) }
@@ -382,7 +389,7 @@ struct FilesController {
     struct RenameForm: Decodable { var filename: String }
 
     @Sendable func rename(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        let (_, row) = try await file(context)
+        let (_, row) = try await file(context, "write")
         let form = try await JSONBody.decode(RenameForm.self, from: request)
         var meta = OrderedObject(row.meta, first: ["name", "content_type", "size", "file_hash", "data"])
         meta["name"] = .string(form.filename)
@@ -395,8 +402,30 @@ struct FilesController {
     }
 
     @Sendable func delete(_ request: Request, context: ServiceRequestContext) async throws -> Response {
-        let (user, row) = try await file(context)
+        let (user, row) = try await file(context, "write")
         try await store.delete([row], actor: user.userID)
         return JSONResponse.text(OrderedJSON.object(["message": .string("File deleted successfully")]))
+    }
+}
+
+/// Retrieval's answer on files reached through knowledge bases.
+struct KnowledgeAccess: Sendable {
+    let client: HTTPClient
+    let baseURL: String
+    let internalSecret: String
+
+    func allows(_ user: Identity, file id: String, permission: String) async throws -> Bool {
+        guard let escaped = id.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", "_"])) else { return false }
+        var request = HTTPClientRequest(url: baseURL + "/internal/retrieval/files/\(escaped)/access?permission=\(permission)")
+        var fields = HTTPFields()
+        InternalHeader.write(user, secret: internalSecret, into: &fields)
+        for field in fields { request.headers.add(name: field.name.rawName, value: field.value) }
+        do {
+            let response = try await client.execute(request, timeout: .seconds(10))
+            let body = try await response.body.collect(upTo: 1 << 16)
+            return response.status == .ok && (try? JSONDecoder().decode(JSONValue.self, from: body))?["allowed"]?.boolValue == true
+        } catch {
+            throw APIError.unavailable
+        }
     }
 }

@@ -1,5 +1,6 @@
 // The files service: uploads and their bytes (a local directory every replica shares), with the real server's
 // `/api/v1/files` routes. Text extraction happens in retrieval, which answers `file.uploaded` with `file.processed`.
+import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import Shared
@@ -14,8 +15,12 @@ try FileManager.default.createDirectory(at: uploads, withIntermediateDirectories
 let store = FileStore(postgres: runtime.postgres, logger: runtime.logger, uploadDirectory: uploads)
 
 let router = runtime.makeRouter()
+let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
 let files = FilesController(
-    store: store, maxSize: env.string("RAG_FILE_MAX_SIZE").flatMap { Int($0) },
+    store: store,
+    access: KnowledgeAccess(
+        client: httpClient, baseURL: env.string("SKIFF_RETRIEVAL_URL", default: "http://127.0.0.1:8084"),
+        internalSecret: config.internalSecret), maxSize: env.string("RAG_FILE_MAX_SIZE").flatMap { Int($0) },
     allowedExtensions: (env.string("RAG_ALLOWED_FILE_EXTENSIONS") ?? "").split(separator: ",")
         .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty },
     adminBypass: env.bool(
@@ -44,3 +49,4 @@ let app = runtime.makeApplication(
     migrations: Bundle.module.url(forResource: "Migrations", withExtension: nil)!,
     services: [relay, processed, accounts])
 try await app.runUntilStopped()
+try await httpClient.shutdown().get()

@@ -348,6 +348,7 @@ struct RetrievalController {
     var internalRoutes: RouteCollection<ServiceRequestContext> {
         let routes = RouteCollection(context: ServiceRequestContext.self)
         routes.post("sources", use: sources)
+        routes.get("files/:id/access", use: fileAccess)
         return routes
     }
 
@@ -505,6 +506,26 @@ struct RetrievalController {
             ("status", .bool(true)), ("collection_name", .string(collection)), ("filename", .string(file.filename)),
             ("content", .string(content)),
         ]))
+    }
+
+    /// `GET /internal/retrieval/files/{id}/access?permission=read|write` (the files service, for a user who does
+    /// not own the file): `{"allowed": true}` when a knowledge base holding the file lets the user read it (write:
+    /// write it, and its owner owns the file), as the original's `has_access_to_file`.
+    @Sendable func fileAccess(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireUser()
+        let id = try context.parameters.require("id")
+        let write = request.queryValue("permission") == "write"
+        var allowed = false
+        if let file = try await knowledge.file(id) {
+            for knowledgeID in try await knowledge.collections(containing: id) {
+                guard let row = try await knowledge.knowledge(knowledgeID) else { continue }
+                if write ? (row.writable(by: user) && row.userID == file.userID) : row.readable(by: user) {
+                    allowed = true
+                    break
+                }
+            }
+        }
+        return JSONResponse.text(allowed ? "{\"allowed\":true}" : "{\"allowed\":false}")
     }
 
     /// `POST /internal/retrieval/sources` (chat, for a completion's `files`): one source per readable item,

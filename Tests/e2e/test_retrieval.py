@@ -117,6 +117,7 @@ def test_knowledge_bases(stack, admin, make_user):
 
     user = make_user()
     expect_error(stack.get(f"{KNOWLEDGE}/{kb['id']}", user["token"]), 401, ACCESS_PROHIBITED)
+    expect_error(stack.get(f"{FILES}/{f['id']}/content", user["token"]), 404, NOT_FOUND)
     expect_error(stack.post(f"{RETRIEVAL}/query/collection", user["token"],
                             json={"collection_names": [kb["id"]], "query": "codeword"}), 403, ACCESS_PROHIBITED)
     expect_error(stack.post(f"{RETRIEVAL}/query/doc", user["token"],
@@ -128,6 +129,9 @@ def test_knowledge_bases(stack, admin, make_user):
     expect_ok(stack.post(f"{KNOWLEDGE}/{kb['id']}/access/update", token, json={
         "access_grants": [{"principal_type": "user", "principal_id": user["id"], "permission": "read"}]}))
     assert expect_ok(stack.get(f"{KNOWLEDGE}/{kb['id']}", user["token"]))["write_access"] is False
+    # The knowledge base's files are readable through it, not writable.
+    assert stack.get(f"{FILES}/{f['id']}/content", user["token"]).content == CODEWORD.encode()
+    expect_error(stack.delete(f"{FILES}/{f['id']}", user["token"]), 404, NOT_FOUND)
     assert expect_ok(stack.post(f"{RETRIEVAL}/query/collection", user["token"],
                                 json={"collection_names": [kb["id"]], "query": "codeword"}))["documents"][0]
     expect_422(stack.post(f"{RETRIEVAL}/query/collection", token, json={"query": "x"}))
