@@ -417,9 +417,7 @@ struct KnowledgeAccess: Sendable {
     func allows(_ user: Identity, file id: String, permission: String) async throws -> Bool {
         guard let escaped = id.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", "_"])) else { return false }
         var request = HTTPClientRequest(url: baseURL + "/internal/retrieval/files/\(escaped)/access?permission=\(permission)")
-        var fields = HTTPFields()
-        InternalHeader.write(user, secret: internalSecret, into: &fields)
-        for field in fields { request.headers.add(name: field.name.rawName, value: field.value) }
+        InternalHeader.add(user, secret: internalSecret, to: &request.headers)
         do {
             let response = try await client.execute(request, timeout: .seconds(10))
             let body = try await response.body.collect(upTo: 1 << 16)

@@ -93,9 +93,7 @@ struct ChatAccess: Sendable {
             request.body = .bytes(ByteBuffer(string: body))
             request.headers.add(name: "Content-Type", value: "application/json")
         }
-        var headers = HTTPFields()
-        InternalHeader.write(user.identity, secret: internalSecret, into: &headers)
-        for field in headers { request.headers.add(name: field.name.rawName, value: field.value) }
+        InternalHeader.add(user.identity, secret: internalSecret, to: &request.headers)
         guard let response = try? await client.execute(request, timeout: .seconds(5)),
             let body = try? await response.body.collect(upTo: Self.bodyLimit)
         else { return nil }

@@ -146,13 +146,7 @@ struct SettingsController {
     }
 
     static func body(_ request: Request) async throws -> [String: JSONValue] {
-        let value = try await JSONBody.decode(JSONValue.self, from: request)
-        guard let object = value.objectValue else {
-            throw APIError.validation([
-                ValidationIssue(type: "dict_type", loc: [.string("body")], msg: "Input should be a valid dictionary", input: value)
-            ])
-        }
-        return object
+        try await JSONBody.object(request)
     }
 
     static func invalid(_ key: String, _ value: JSONValue, _ type: String, _ message: String) -> APIError {

@@ -2,6 +2,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOHTTP1
 
 /// The caller of a request as the gateway resolved it.
 public struct Identity: Sendable, Equatable {
@@ -60,6 +61,13 @@ public enum InternalHeader {
     public static let invalidate = HTTPField.Name("X-Skiff-Invalidate")!
 
     /// Writes an identity into headers (the gateway does this for every proxied request).
+    /// The same into an outgoing async-http-client request's headers.
+    public static func add(_ identity: Identity?, secret: String, to headers: inout HTTPHeaders) {
+        var fields = HTTPFields()
+        write(identity, secret: secret, into: &fields)
+        for field in fields { headers.add(name: field.name.rawName, value: field.value) }
+    }
+
     public static func write(_ identity: Identity?, secret: String, into headers: inout HTTPFields) {
         for name in all { headers[name] = nil }
         headers[Self.secret] = secret

@@ -121,6 +121,20 @@ public enum JSONBody {
 }
 
 extension JSONBody {
+    /// FastAPI's 422 for a body that is JSON but not an object.
+    public static func notDictionary(_ input: JSONValue) -> APIError {
+        APIError.validation([
+            ValidationIssue(type: "dict_type", loc: [.string("body")], msg: "Input should be a valid dictionary", input: input)
+        ])
+    }
+
+    /// A body that must be a JSON object (any keys).
+    public static func object(_ request: Request, limit: Int = defaultLimit) async throws -> [String: JSONValue] {
+        let value = try await decode(JSONValue.self, from: request, limit: limit)
+        guard case .object(let object) = value else { throw notDictionary(value) }
+        return object
+    }
+
     /// FastAPI's answer to keys a form forbids (`extra='forbid'`): 422 `extra_forbidden` for each.
     public static func rejectExtraKeys(_ body: JSONValue, allowed: Set<String>) throws {
         guard case .object(let object) = body else { return }

@@ -445,9 +445,5 @@ struct UsersController {
         return try JSONResponse.make(true, headers: Invalidation.user(id))
     }
 
-    static func dictionaryError(_ input: JSONValue) -> APIError {
-        APIError.validation([
-            ValidationIssue(type: "dict_type", loc: [.string("body")], msg: "Input should be a valid dictionary", input: input)
-        ])
-    }
+    static func dictionaryError(_ input: JSONValue) -> APIError { JSONBody.notDictionary(input) }
 }

@@ -191,14 +191,7 @@ struct CompletionsController {
 
     /// The body as a JSON object; anything else is FastAPI's 422 for a body that is not a dict.
     static func object(_ request: Request) async throws -> [String: JSONValue] {
-        let data = Data(buffer: try await JSONBody.collect(request, limit: bodyLimit))
-        let value = try JSONBody.decode(JSONValue.self, from: data)
-        guard let object = value.objectValue else {
-            throw APIError.validation([
-                ValidationIssue(type: "dict_type", loc: [.string("body")], msg: "Input should be a valid dictionary", input: value)
-            ])
-        }
-        return object
+        try await JSONBody.object(request, limit: bodyLimit)
     }
 
     @Sendable func complete(_ request: Request, context: ServiceRequestContext) async throws -> Response {

@@ -54,9 +54,7 @@ struct RAG: Sendable {
         guard !items.isEmpty else { return nil }
         var request = HTTPClientRequest(url: baseURL + "/internal/retrieval/sources")
         request.method = .POST
-        var fields = HTTPFields()
-        InternalHeader.write(user, secret: internalSecret, into: &fields)
-        for field in fields { request.headers.add(name: field.name.rawName, value: field.value) }
+        InternalHeader.add(user, secret: internalSecret, to: &request.headers)
         request.headers.add(name: "Content-Type", value: "application/json")
         let query = Self.lastUserText(body["messages"]?.arrayValue ?? [])
         request.body = .bytes(ByteBuffer(string: JSONValue.object(["items": .array(items), "query": .string(query)]).jsonText))

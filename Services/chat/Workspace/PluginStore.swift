@@ -325,13 +325,7 @@ struct PluginStore: Sendable {
 
     /// A valves body: any JSON object; its null values are dropped, as the original does before validating.
     static func valvesBody(_ request: Request) async throws -> JSONValue {
-        let body = try await JSONBody.decode(JSONValue.self, from: request)
-        guard case .object(let object) = body else {
-            throw APIError.validation([
-                ValidationIssue(type: "dict_type", loc: [.string("body")], msg: "Input should be a valid dictionary", input: body)
-            ])
-        }
-        return .object(object.filter { $0.value != .null })
+        .object(try await JSONBody.object(request).filter { $0.value != .null })
     }
 
     static func needsCode(_ what: String) -> APIError {
