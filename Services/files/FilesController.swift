@@ -83,13 +83,13 @@ struct FilesController {
                     case .part(let field, let filename, let type):
                         current = field
                         if field == "file", let filename, name == nil {
-                            name = (filename as NSString).lastPathComponent
+                            name = (filename as NSString).lastPathComponent.replacingOccurrences(of: "/", with: "_")
                             contentType = type
                             FileManager.default.createFile(atPath: partial.path, contents: nil)
                             handle = try FileHandle(forWritingTo: partial)
                         }
                     case .data(let bytes):
-                        if current == "file", let handle {
+                        if current == "file", name != nil, let handle {
                             size += bytes.count
                             if let limit, size > limit { throw Self.tooLarge(maxSize!) }
                             hasher.update(data: bytes)
@@ -99,7 +99,10 @@ struct FilesController {
                             if metadataBytes.count > 1 << 20 { throw APIError(.badRequest, "[ERROR: Invalid metadata format]") }
                         }
                     case .partEnd:
-                        if current == "file" { try handle?.close() }
+                        if current == "file", handle != nil {
+                            try handle?.close()
+                            handle = nil
+                        }
                         current = ""
                     }
                 }
@@ -107,7 +110,8 @@ struct FilesController {
         } catch is MultipartStream.Malformed {
             throw missingFile
         }
-        guard let name, !name.isEmpty else { throw missingFile }
+        // A body cut off before its closing boundary is not a file.
+        guard stream.finished, let name, !name.isEmpty, name != "/", name != ".", name != ".." else { throw missingFile }
         guard size > 0 else { throw Self.emptyContent }
         var metadata: JSONValue = .object([:])
         if !metadataBytes.isEmpty, let text = String(validating: metadataBytes, as: UTF8.self),
@@ -123,7 +127,7 @@ struct FilesController {
             throw APIError(.badRequest, "[ERROR: File type \(ext) is not allowed]")
         }
         var storageName = id + "_" + name
-        if storageName.utf8.count > 250 { storageName = ext.isEmpty ? id : id + "." + ext }
+        if storageName.utf8.count > 250 { storageName = ext.isEmpty || ext.utf8.count > 32 ? id : id + "." + ext }
         try FileManager.default.moveItem(at: partial, to: store.uploadDirectory.appendingPathComponent(storageName))
         let fileHash = metadata["file_hash"]?.stringValue ?? hasher.finalize().map { String(format: "%02x", $0) }.joined()
         let meta = OrderedJSON.object([
@@ -306,9 +310,13 @@ struct FilesController {
         guard !form.content.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw Self.emptyContent }
         if let maxSize, form.content.utf8.count > maxSize * 1024 * 1024 { throw Self.tooLarge(maxSize) }
         let hash = SHA256.hash(data: Data(form.content.utf8)).map { String(format: "%02x", $0) }.joined()
-        try await store.updateData(
-            row.id, ["content": .string(form.content), "status": .string("completed"), "error": .null], hash: .some(hash))
         try await store.postgres.withTransaction(logger: logger) { connection in
+            let changes = JSONValue.object(["content": .string(form.content), "status": .string("completed"), "error": .null])
+            try await connection.query(
+                """
+                UPDATE files.files SET data = data || \(changes.jsonText)::jsonb, hash = \(hash),
+                    updated_at = \(Int(Date().timeIntervalSince1970)) WHERE id = \(row.id)
+                """, logger: logger)
             try await store.outbox.enqueue(
                 Event(
                     type: "file.content_updated", actorID: user.userID,
@@ -372,10 +380,11 @@ struct FilesController {
         return try bytes(row, contentType: Self.withCharset(type), disposition: disposition)
     }
 
-    /// An admin's HTML file shown as a page.
+    /// An HTML file shown as a page, only when an admin uploaded it (anyone else's page could run as the reader).
     @Sendable func htmlContent(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let (user, row) = try await file(context)
-        guard row.userID == user.userID ? user.isAdmin : user.isAdmin else { throw APIError.notFound }
+        let ownerIsAdmin = row.userID == user.userID ? user.isAdmin : try await access.isAdmin(row.userID)
+        guard ownerIsAdmin else { throw APIError.notFound }
         return try bytes(row, contentType: Self.withCharset(Self.guessedType(row.storageName)), disposition: nil)
     }
 
@@ -408,11 +417,16 @@ struct FilesController {
     }
 }
 
-/// Retrieval's answer on files reached through knowledge bases.
+/// Retrieval's answer on files reached through knowledge bases, and auth's on users' roles.
 struct KnowledgeAccess: Sendable {
     let client: HTTPClient
     let baseURL: String
     let internalSecret: String
+    let auth: AuthLookup
+
+    func isAdmin(_ userID: String) async throws -> Bool {
+        try await auth.users(ids: [userID]).first?.role == "admin"
+    }
 
     func allows(_ user: Identity, file id: String, permission: String) async throws -> Bool {
         guard let escaped = id.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", "_"])) else { return false }

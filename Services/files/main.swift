@@ -20,7 +20,10 @@ let files = FilesController(
     store: store,
     access: KnowledgeAccess(
         client: httpClient, baseURL: env.string("SKIFF_RETRIEVAL_URL", default: "http://127.0.0.1:8084"),
-        internalSecret: config.internalSecret), maxSize: env.string("RAG_FILE_MAX_SIZE").flatMap { Int($0) },
+        internalSecret: config.internalSecret,
+        auth: AuthLookup(
+            client: httpClient, baseURL: env.string("SKIFF_AUTH_URL", default: "http://127.0.0.1:8081"),
+            internalSecret: config.internalSecret)), maxSize: env.string("RAG_FILE_MAX_SIZE").flatMap { Int($0) },
     allowedExtensions: (env.string("RAG_ALLOWED_FILE_EXTENSIONS") ?? "").split(separator: ",")
         .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty },
     adminBypass: env.bool(

@@ -126,7 +126,18 @@ final class ChunkStore: Sendable {
         var textHits: [Hit] = []
         // Chunks holding all of the query's words first; when they are too few, chunks holding any of them (as BM25
         // scores them), ranked among at most `candidates` matches so a query of common words stays fast.
-        let words = Set(query.lowercased().split { !($0.isLetter || $0.isNumber) }.map(String.init)).sorted()
+        // Words of letters and digits only (by code point), so nothing the query holds reaches `to_tsquery` as syntax.
+        var found = Set<String>()
+        var word = String.UnicodeScalarView()
+        for scalar in query.lowercased().unicodeScalars + [" "] {
+            if scalar.properties.isAlphabetic || scalar.properties.numericType != nil {
+                word.append(scalar)
+            } else if !word.isEmpty {
+                found.insert(String(word))
+                word = String.UnicodeScalarView()
+            }
+        }
+        let words = found.sorted()
         for joiner in [" & ", " | "] where !words.isEmpty && textHits.count < limit {
             let rows = try await postgres.query(
                 """

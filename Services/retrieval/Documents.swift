@@ -52,14 +52,36 @@ enum TextExtractor {
 
     /// Visible text of an HTML page: scripts and styles dropped, tags removed, entities of the common kind decoded.
     static func htmlText(_ html: String) -> String {
-        var text = html.replacingOccurrences(
-            of: "<(script|style)[^>]*>[\\s\\S]*?</\\1>", with: " ", options: [.regularExpression, .caseInsensitive])
+        var text = withoutElements(html, ["script", "style"])
         text = text.replacingOccurrences(of: "<br\\s*/?>|</p>|</div>|</h[1-6]>|</li>", with: "\n", options: [.regularExpression, .caseInsensitive])
         text = text.replacingOccurrences(of: "<[^>]+>", with: "", options: .regularExpression)
         for (entity, value) in [("&nbsp;", " "), ("&lt;", "<"), ("&gt;", ">"), ("&quot;", "\""), ("&#39;", "'"), ("&amp;", "&")] {
             text = text.replacingOccurrences(of: entity, with: value)
         }
         return text
+    }
+}
+
+extension TextExtractor {
+    /// `html` without the named elements and their content, found by a linear scan (no backtracking regex).
+    static func withoutElements(_ html: String, _ names: [String]) -> String {
+        var result = ""
+        var rest = html[...]
+        while let open = rest.range(of: "<", options: []) {
+            result += rest[..<open.lowerBound]
+            let tail = rest[open.upperBound...]
+            if let name = names.first(where: { tail.prefix(8).lowercased().hasPrefix($0) }) {
+                // An element never closed runs to the end of the page.
+                guard let close = tail.range(of: "</" + name, options: .caseInsensitive) else { return result }
+                rest = tail[close.upperBound...]
+                if let end = rest.firstIndex(of: ">") { rest = rest[rest.index(after: end)...] }
+                result += " "
+            } else {
+                result += "<"
+                rest = tail
+            }
+        }
+        return result + rest
     }
 }
 
@@ -148,20 +170,22 @@ enum Chunker {
 
     static func merge(_ pieces: [String], size: Int, overlap: Int) -> [String] {
         var chunks: [String] = []
-        var current: [String] = []
+        // The pieces of the chunk being built: `pieces[first..<next]` (no removal from the front: linear time).
+        var first = 0
         var total = 0
-        for piece in pieces {
-            if total + piece.count > size, !current.isEmpty {
-                let chunk = current.joined().trimmingCharacters(in: .whitespacesAndNewlines)
+        let counts = pieces.map(\.count)
+        for next in pieces.indices {
+            if total + counts[next] > size, first < next {
+                let chunk = pieces[first..<next].joined().trimmingCharacters(in: .whitespacesAndNewlines)
                 if !chunk.isEmpty { chunks.append(chunk) }
-                while total > overlap || (total + piece.count > size && total > 0) {
-                    total -= current.removeFirst().count
+                while first < next, total > overlap || (total + counts[next] > size && total > 0) {
+                    total -= counts[first]
+                    first += 1
                 }
             }
-            current.append(piece)
-            total += piece.count
+            total += counts[next]
         }
-        let chunk = current.joined().trimmingCharacters(in: .whitespacesAndNewlines)
+        let chunk = pieces[first...].joined().trimmingCharacters(in: .whitespacesAndNewlines)
         if !chunk.isEmpty { chunks.append(chunk) }
         return chunks
     }
@@ -170,14 +194,18 @@ enum Chunker {
     static func chunks(of text: String, size: Int, overlap: Int) -> [(text: String, start: Int)] {
         var result: [(String, Int)] = []
         for section in sections(text) {
+            // Offsets are counted on from the previous chunk's start, so the whole section is walked once.
             var searchFrom = section.startIndex
+            var offset = 0
             for chunk in split(section, size: size, overlap: overlap) {
-                var start = 0
                 if let range = section.range(of: chunk, range: searchFrom..<section.endIndex) {
-                    start = section.distance(from: section.startIndex, to: range.lowerBound)
+                    offset += section.distance(from: searchFrom, to: range.lowerBound)
+                    result.append((chunk, offset))
                     searchFrom = section.index(after: range.lowerBound)
+                    offset += 1
+                } else {
+                    result.append((chunk, max(0, offset - 1)))
                 }
-                result.append((chunk, start))
             }
         }
         return result

@@ -70,6 +70,15 @@ struct Indexer: Sendable {
 
     func contentUpdated(_ event: Event) async throws {
         guard let id = event.data["file_id"]?.stringValue, let content = event.data["content"]?.stringValue else { return }
+        do {
+            try await reindex(id, content: content)
+        } catch let error as APIError {
+            // A refusal (empty text, a duplicate in a knowledge base) is the file's outcome, not a retry.
+            try await finish(id, status: "failed", content: content, hash: nil, error: error.detail.stringValue ?? "\(error.detail)")
+        }
+    }
+
+    func reindex(_ id: String, content: String) async throws {
         try await postgres.query(
             "UPDATE retrieval.files SET content = \(content), hash = \(Self.sha256(content)), status = 'completed' WHERE id = \(id)",
             logger: logger)
@@ -129,6 +138,8 @@ struct Indexer: Sendable {
     }
 
     func addToKnowledge(fileID: String, knowledgeID: String, userID: String) async throws {
+        // Again after a redelivery: the file's chunks there are replaced, not doubled.
+        try await chunks.delete(collection: knowledgeID, fileID: fileID)
         try await copy(fileID: fileID, into: knowledgeID)
         try await knowledge.link(fileID: fileID, knowledgeID: knowledgeID, userID: userID)
     }

@@ -111,7 +111,7 @@ struct KnowledgeStore: Sendable {
     func files(of knowledgeID: String) async throws -> [(KnownFile, addedBy: String)] {
         let rows = try await postgres.query(
             """
-            SELECT f.id, f.user_id, f.filename, f.meta, f.hash, f.status, f.content, f.created_at, f.updated_at, kf.user_id
+            SELECT f.id, f.user_id, f.filename, f.meta, f.hash, f.status, NULL::text, f.created_at, f.updated_at, kf.user_id
             FROM retrieval.knowledge_files kf JOIN retrieval.files f ON f.id = kf.file_id
             WHERE kf.knowledge_id = \(knowledgeID) ORDER BY f.updated_at DESC, f.id
             """, logger: logger)

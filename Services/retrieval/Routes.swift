@@ -369,6 +369,16 @@ struct RetrievalController {
         return try await knowledge.knowledge(collection)?.readable(by: user) ?? false
     }
 
+    /// Whether the user may add to a named collection: their own file's, a knowledge base they may write; admins all.
+    func mayWrite(_ collection: String, user: Identity) async throws -> Bool {
+        guard collection.range(of: "^[A-Za-z0-9_-]+$", options: .regularExpression) != nil else { return false }
+        if user.isAdmin { return true }
+        if collection.hasPrefix("file-") {
+            return try await knowledge.file(String(collection.dropFirst(5)))?.userID == user.userID
+        }
+        return try await knowledge.knowledge(collection)?.writable(by: user) ?? false
+    }
+
     struct QueryForm: Decodable {
         var collectionName: String?
         var collectionNames: [String]?
@@ -446,9 +456,7 @@ struct RetrievalController {
         let user = try context.requireVerified()
         let form = try await JSONBody.decode(TextForm.self, from: request, limit: 64 << 20)
         let collection = form.collectionName ?? Indexer.sha256(form.content)
-        if form.collectionName != nil, let row = try await knowledge.knowledge(collection), !row.writable(by: user) {
-            throw APIError.forbidden
-        }
+        if form.collectionName != nil, try await !mayWrite(collection, user: user) { throw APIError.forbidden }
         if try await !chunks.exists(collection: collection) {
             let settings = try await chunks.settings.current().settings
             let pieces = Chunker.chunks(of: form.content, size: settings.chunkSize, overlap: settings.chunkOverlap).map {

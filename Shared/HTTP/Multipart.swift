@@ -19,7 +19,8 @@ public enum Multipart {
             guard pair.count == 2, pair[0].lowercased() == "boundary" else { continue }
             let value = pair[1].hasPrefix("\"") && pair[1].hasSuffix("\"") && pair[1].count >= 2
                 ? String(pair[1].dropFirst().dropLast()) : pair[1]
-            return value.isEmpty ? nil : value
+            // RFC 2046 allows at most 70 characters (a longer one only slows the search down).
+            return value.isEmpty || value.count > 70 ? nil : value
         }
         return nil
     }

@@ -98,6 +98,21 @@ def test_bad_uploads(stack, make_user, make_stack):
     assert r.status_code == 422, r.text
     assert expect_ok(stack.get(f"{API}/", user["token"]))["total"] == 0
 
+    # Cut off before the closing boundary, or a boundary longer than the RFC's 70 characters: no file.
+    r = stack.post(f"{API}/", user["token"], data=b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nhello',
+                   headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 422, r.text
+    long = "-" * 80
+    r = stack.post(f"{API}/", user["token"], data=f"--{long}\r\n".encode(),
+                   headers={"Content-Type": f"multipart/form-data; boundary={long}"})
+    assert r.status_code == 422, r.text
+    # Two file parts: the first one counts.
+    body = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="one.txt"\r\nContent-Type: text/plain\r\n\r\nfirst'
+            b'\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="two.txt"\r\n\r\nsecond\r\n--b--\r\n')
+    two = expect_ok(stack.post(f"{API}/", user["token"], data=body, headers={"Content-Type": "multipart/form-data; boundary=b"}))
+    assert two["filename"] == "one.txt" and two["meta"]["size"] == 5
+    assert expect_ok(stack.get(f"{API}/", user["token"]))["total"] == 1
+
     s = make_stack(RAG_FILE_MAX_SIZE="1", RAG_ALLOWED_FILE_EXTENSIONS="txt,md")
     admin = s.signup_admin()
     expect_error(upload(s, admin, data=b"x" * (1024 * 1024 + 1)), 413,
@@ -108,3 +123,14 @@ def test_bad_uploads(stack, make_user, make_stack):
     assert os.listdir(os.path.join(s.env["DATA_DIR"], "uploads")) == [f"{expect_ok(s.get(f'{API}/', admin['token']))['items'][0]['id']}_x.pdf"]
     assert expect_ok(s.delete(f"{API}/all", admin["token"])) == {"message": "All files deleted successfully"}
     assert expect_ok(s.get(f"{API}/", admin["token"]))["total"] == 0
+
+
+def test_html_pages_only_from_admins(stack, admin, make_user):
+    user = make_user()
+    page = b"<html><script>steal()</script></html>"
+    mine = expect_ok(upload(stack, user, name="page.html", data=page, content_type="text/html"))
+    expect_error(stack.get(f"{API}/{mine['id']}/content/html", admin["token"]), 404, NOT_FOUND)
+    expect_error(stack.get(f"{API}/{mine['id']}/content/html", user["token"]), 404, NOT_FOUND)
+    theirs = expect_ok(upload(stack, admin, name="page.html", data=page, content_type="text/html"))
+    r = stack.get(f"{API}/{theirs['id']}/content/html", admin["token"])
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html") and r.content == page

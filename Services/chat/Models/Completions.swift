@@ -200,7 +200,7 @@ struct CompletionsController {
         guard let modelID = body["model"]?.stringValue else { throw ModelRegistry.notFound }
         let (entry, base) = try await registry.resolve(modelID, for: user)
         let current = try await settings.current()
-        let sources = try await rag.sources(for: body, user: user)
+        let sources = await rag.sourcesOrNone(for: body, user: user)
         if let sources { RAG.apply(sources.value, to: &body) }
         if let session = body["session_id"]?.stringValue, !session.isEmpty,
             (body["chat_id"]?.stringValue.map { !$0.isEmpty } ?? false) || (body.keys.contains("parent_id") && body["parent_id"] == .null)

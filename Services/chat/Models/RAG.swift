@@ -48,6 +48,15 @@ struct RAG: Sendable {
         return (message["content"]?.arrayValue ?? []).compactMap { $0["text"]?.stringValue }.joined(separator: "\n")
     }
 
+    /// The sources, or none when retrieval fails (the question then goes without them, as the original goes on).
+    func sourcesOrNone(for body: [String: JSONValue], user: Identity) async -> (text: String, value: [JSONValue])? {
+        do {
+            return try await sources(for: body, user: user)
+        } catch {
+            return nil
+        }
+    }
+
     /// The sources for the body's files (JSON text of the array), or nil when there are none.
     func sources(for body: [String: JSONValue], user: Identity) async throws -> (text: String, value: [JSONValue])? {
         let items = Self.items(body)

@@ -106,6 +106,7 @@ struct SkillsController {
         var total = 0
         for file in files {
             let path = file.path
+            if path.utf8.count > 4096 { throw fail("File paths must be at most 4096 bytes") }
             if path.isEmpty || path.hasPrefix("/") || path.contains("\\") || path.contains("\0") || path.contains(":") {
                 throw fail("File paths must be relative POSIX paths")
             }

@@ -23,6 +23,9 @@ enum ZipArchive {
 
     /// A zip of `entries` (paths with `/`), each deflated.
     static func write(_ entries: [Entry]) throws -> [UInt8] {
+        guard entries.count < 65_535, entries.allSatisfy({ $0.path.utf8.count < 65_535 && $0.data.count < Int(UInt32.max) }) else {
+            throw Invalid(reason: "Too many or too large files for one archive")
+        }
         var out: [UInt8] = []
         var central: [UInt8] = []
         for entry in entries {
@@ -124,8 +127,10 @@ enum ZipArchive {
             let name = String(decoding: data[(position + 46)..<(position + 46 + nameLength)], as: UTF8.self)
             position += 46 + nameLength + extraLength + commentLength
             if name.hasSuffix("/") { continue }
-            guard size <= maxEntrySize else { throw Invalid(reason: "A file in the archive is too large") }
-            total += size
+            guard size <= maxEntrySize, compressedSize <= maxEntrySize else {
+                throw Invalid(reason: "Archive exceeds import limits")
+            }
+            total += size + compressedSize
             guard total <= maxTotal else { throw Invalid(reason: "Archive is too large") }
             guard localOffset + 30 <= data.count, data.le32(at: localOffset) == 0x0403_4B50 else {
                 throw Invalid(reason: "Damaged zip archive")
@@ -151,7 +156,7 @@ enum ZipArchive {
             throw Invalid(reason: "inflate unavailable")
         }
         defer { inflateEnd(&stream) }
-        var output = [UInt8](repeating: 0, count: max(expected, 1))
+        var output = [UInt8](repeating: 0, count: expected + 1)
         var input = input
         let (status, produced): (Int32, Int) = input.withUnsafeMutableBufferPointer { source in
             output.withUnsafeMutableBufferPointer { target in
@@ -163,7 +168,7 @@ enum ZipArchive {
                 return (status, target.count - Int(stream.avail_out))
             }
         }
-        guard status == Z_STREAM_END || (status == Z_BUF_ERROR && expected == 0) else {
+        guard status == Z_STREAM_END else {
             throw Invalid(reason: "Damaged zip archive")
         }
         return Array(output.prefix(produced))
