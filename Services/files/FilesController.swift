@@ -144,7 +144,8 @@ struct FilesController {
                 data: .object([
                     "file_id": .string(id), "user_id": .string(user.userID), "filename": .string(name),
                     "content_type": contentType.map(JSONValue.string) ?? .null, "storage_name": .string(storageName),
-                    "metadata": metadata, "meta": .string(meta), "created_at": .int(now),
+                    "metadata": metadata, "meta": .string(meta), "created_at": .int(now), "user_role": .string(user.role),
+                    "group_ids": .array(user.groupIDs.map(JSONValue.string)),
                 ])) : nil
         try await store.insert(row, event: event)
         guard process else { return JSONResponse.text(row.responseJSON()) }
@@ -334,12 +335,17 @@ struct FilesController {
         return "filename*=UTF-8''" + (name.addingPercentEncoding(withAllowedCharacters: safe) ?? name)
     }
 
-    func bytes(_ row: FileRow, contentType: String, disposition: String?) throws -> Response {
-        let url = store.url(of: row)
-        guard let data = FileManager.default.contents(atPath: url.path) else { throw APIError.notFound }
+    /// The stored bytes, streamed from disk in chunks.
+    func bytes(_ row: FileRow, contentType: String, disposition: String?, context: ServiceRequestContext) async throws -> Response {
+        let body: ResponseBody
+        do {
+            body = try await FileIO().loadFile(path: store.url(of: row).path, context: context)
+        } catch {
+            throw APIError.notFound
+        }
         var headers: HTTPFields = [.contentType: contentType]
         if let disposition { headers[.contentDisposition] = disposition }
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(status: .ok, headers: headers, body: body)
     }
 
     static func withCharset(_ type: String) -> String {
@@ -377,7 +383,7 @@ struct FilesController {
         } else {
             disposition = nil
         }
-        return try bytes(row, contentType: Self.withCharset(type), disposition: disposition)
+        return try await bytes(row, contentType: Self.withCharset(type), disposition: disposition, context: context)
     }
 
     /// An HTML file shown as a page, only when an admin uploaded it (anyone else's page could run as the reader).
@@ -385,14 +391,14 @@ struct FilesController {
         let (user, row) = try await file(context)
         let ownerIsAdmin = row.userID == user.userID ? user.isAdmin : try await access.isAdmin(row.userID)
         guard ownerIsAdmin else { throw APIError.notFound }
-        return try bytes(row, contentType: Self.withCharset(Self.guessedType(row.storageName)), disposition: nil)
+        return try await bytes(row, contentType: Self.withCharset(Self.guessedType(row.storageName)), disposition: nil, context: context)
     }
 
     @Sendable func namedContent(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let (_, row) = try await file(context)
-        return try bytes(
+        return try await bytes(
             row, contentType: Self.withCharset(Self.guessedType(row.storageName)),
-            disposition: "attachment; " + Self.dispositionName(row.displayName))
+            disposition: "attachment; " + Self.dispositionName(row.displayName), context: context)
     }
 
     struct RenameForm: Decodable { var filename: String }

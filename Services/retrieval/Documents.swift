@@ -31,22 +31,43 @@ enum TextExtractor {
         return text
     }
 
+    /// Runs blocking work (file reads, `pdftotext`) on a thread of its own, off Swift's small cooperative pool.
+    static func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Result { try work() })
+            }
+        }
+    }
+
     /// `pdftotext` (Debian's poppler-utils) on the file; a clear failure when it is missing or the PDF unreadable.
     static func pdfText(_ url: URL) throws -> String {
         let candidates = ["/usr/bin/pdftotext", "/usr/local/bin/pdftotext"]
         guard let tool = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             throw Unsupported(reason: "PDF text extraction needs pdftotext (poppler-utils), which is not installed.")
         }
+        // Written to a file next to the PDF (no pipe to fill), killed after two minutes, read up to 64 MiB.
+        let out = url.deletingLastPathComponent().appendingPathComponent(".text-" + UUID().uuidString)
+        defer { try? FileManager.default.removeItem(at: out) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = ["-enc", "UTF-8", url.path, "-"]
-        let output = Pipe()
-        process.standardOutput = output
+        process.arguments = ["-enc", "UTF-8", url.path, out.path]
+        process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw Unsupported(reason: "The PDF could not be read.") }
+        let deadline = Date().addingTimeInterval(120)
+        while process.isRunning {
+            if Date() > deadline {
+                process.terminate()
+                throw Unsupported(reason: "The PDF took too long to read.")
+            }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        guard process.terminationStatus == 0, let handle = try? FileHandle(forReadingFrom: out) else {
+            throw Unsupported(reason: "The PDF could not be read.")
+        }
+        defer { try? handle.close() }
+        let data = (try? handle.read(upToCount: 64 << 20)) ?? Data()
         return String(decoding: data, as: UTF8.self)
     }
 

@@ -49,16 +49,21 @@ struct Indexer: Sendable {
             """, logger: logger)
         let text: String
         do {
-            text = try TextExtractor.text(
-                of: uploads.appendingPathComponent(storage), name: name, contentType: event.data["content_type"]?.stringValue)
+            let file = uploads.appendingPathComponent(storage)
+            let type = event.data["content_type"]?.stringValue
+            text = try await TextExtractor.offPool { try TextExtractor.text(of: file, name: name, contentType: type) }
         } catch let error as TextExtractor.Unsupported {
             try await finish(id, status: "failed", content: nil, hash: nil, error: error.reason)
             return
         }
         do {
             try await index(fileID: id, text: text)
+            // The uploader as the upload saw them: admins and write grants (their own, their groups') count.
+            let uploader = Identity(
+                userID: owner, role: event.data["user_role"]?.stringValue ?? "user", method: .jwt,
+                groupIDs: event.data["group_ids"]?.arrayValue?.compactMap(\.stringValue) ?? [])
             if let knowledgeID = event.data["metadata"]?["knowledge_id"]?.stringValue,
-                try await knowledge.ownerMayWrite(knowledgeID, userID: owner)
+                try await knowledge.knowledge(knowledgeID)?.writable(by: uploader) == true
             {
                 try await addToKnowledge(fileID: id, knowledgeID: knowledgeID, userID: owner)
             }
