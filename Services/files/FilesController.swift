@@ -31,6 +31,8 @@ struct FilesController {
         routes.get("/", use: list)
         routes.get("search", use: search)
         routes.get("count", use: count)
+        routes.get("user/search", use: userSearch)
+        routes.get("user/count", use: userCount)
         routes.delete("all", use: deleteAll)
         routes.get(":id", use: get)
         routes.get(":id/process/status", use: status)
@@ -215,6 +217,30 @@ struct FilesController {
             """)
         guard !rows.isEmpty else { throw APIError(.notFound, "No files found matching the pattern.") }
         return JSONResponse.text(OrderedJSON.array(rows.map { $0.responseJSON(withContent: withContent) }))
+    }
+
+    /// The caller's own files matching a glob (`*` by default); an empty list when none match.
+    @Sendable func userSearch(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        let glob = request.queryValue("filename") ?? "*"
+        let withContent = try JSONBody.queryBool(request.queryValue("content"), name: "content", default: false)
+        let skip = max(0, try JSONBody.queryInt(request.queryValue("skip"), name: "skip") ?? 0)
+        let limit = min(1000, max(1, try JSONBody.queryInt(request.queryValue("limit"), name: "limit") ?? 50))
+        let rows = try await store.rows(
+            """
+            SELECT \(unescaped: FileStore.columns) FROM files.files WHERE user_id = \(user.userID)
+            AND filename ILIKE \(Self.likePattern(glob)) ESCAPE '\\' ORDER BY created_at DESC, id DESC
+            LIMIT \(limit) OFFSET \(min(skip, 1 << 40))
+            """)
+        return JSONResponse.text(OrderedJSON.array(rows.map { $0.responseJSON(withContent: withContent) }))
+    }
+
+    @Sendable func userCount(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        let user = try context.requireVerified()
+        for try await count in try await store.postgres.query(
+            "SELECT count(*)::bigint FROM files.files WHERE user_id = \(user.userID)", logger: logger
+        ).decode(Int.self) { return JSONResponse.text(String(count)) }
+        return JSONResponse.text("0")
     }
 
     func requiredFilename(_ request: Request) throws -> String {
@@ -409,9 +435,16 @@ struct FilesController {
         var meta = OrderedObject(row.meta, first: ["name", "content_type", "size", "file_hash", "data"])
         meta["name"] = .string(form.filename)
         let now = Int(Date().timeIntervalSince1970)
-        try await store.postgres.query(
-            "UPDATE files.files SET filename = \(form.filename), meta = \(meta.text), updated_at = \(now) WHERE id = \(row.id)",
-            logger: logger)
+        try await store.postgres.withTransaction(logger: logger) { connection in
+            try await connection.query(
+                "UPDATE files.files SET filename = \(form.filename), meta = \(meta.text), updated_at = \(now) WHERE id = \(row.id)",
+                logger: logger)
+            try await store.outbox.enqueue(
+                Event(
+                    type: "file.renamed", actorID: row.userID,
+                    data: .object(["file_id": .string(row.id), "filename": .string(form.filename), "meta": .string(meta.text)])),
+                on: connection, logger: logger)
+        }
         guard let updated = try await store.file(row.id) else { throw APIError.notFound }
         return JSONResponse.text(updated.modelJSON)
     }

@@ -25,6 +25,16 @@ struct Indexer: Sendable {
         switch event.type {
         case "file.uploaded": try await uploaded(event)
         case "file.content_updated": try await contentUpdated(event)
+        case "file.renamed":
+            guard let id = event.data["file_id"]?.stringValue, let name = event.data["filename"]?.stringValue else { return }
+            let meta = event.data["meta"]?.stringValue ?? "{}"
+            try await postgres.query(
+                "UPDATE retrieval.files SET filename = \(name), meta = \(meta) WHERE id = \(id)", logger: logger)
+            try await postgres.query(
+                """
+                UPDATE retrieval.chunks SET metadata = metadata || jsonb_build_object('name', \(name)::text, 'source', \(name)::text)
+                WHERE file_id = \(id)
+                """, logger: logger)
         case "file.deleted":
             guard let id = event.data["file_id"]?.stringValue else { return }
             try await chunks.deleteFile(id)

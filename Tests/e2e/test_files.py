@@ -63,6 +63,9 @@ def test_lists_search_rename_delete_and_access(stack, make_user):
     expect_422(stack.get(f"{API}/search", alice["token"]))
     expect_422(stack.get(f"{API}/", alice["token"], params={"page": 0}))
     assert expect_ok(stack.get(f"{API}/count", alice["token"])) == 2
+    assert expect_ok(stack.get(f"{API}/user/count", alice["token"])) == 2
+    assert [f["id"] for f in expect_ok(stack.get(f"{API}/user/search", alice["token"], params={"filename": "*.md"}))] == [b["id"]]
+    assert expect_ok(stack.get(f"{API}/user/search", bob["token"])) == []
 
     for path in ("", "/content", "/data/content", "/process/status"):
         expect_error(stack.get(f"{API}/{a['id']}{path}", bob["token"]), 404, NOT_FOUND)

@@ -240,6 +240,8 @@ def test_knowledge_batch_add_update_and_pending(stack, admin):
     for f in (a, b):
         processed(stack, admin, f["id"])
     assert expect_ok(stack.get(f"{KNOWLEDGE}/{kb['id']}/files/pending", token)) == []
+    # A rename reaches the knowledge base's listing and the chunks' names.
+    expect_ok(stack.post(f"{FILES}/{b['id']}/rename", token, json={"filename": "beavers.txt"}))
     added = expect_ok(stack.post(f"{KNOWLEDGE}/{kb['id']}/files/batch/add", token,
                                  json=[{"file_id": a["id"]}, {"file_id": b["id"]}]))
     assert {x["id"] for x in added["files"]} == {a["id"], b["id"]}
@@ -257,4 +259,8 @@ def test_knowledge_batch_add_update_and_pending(stack, admin):
         assert time.monotonic() < deadline, docs
         time.sleep(0.1)
     assert expect_ok(stack.post(f"{KNOWLEDGE}/{kb['id']}/file/update", token, json={"file_id": a["id"]}))["id"] == kb["id"]
+    names = {f["filename"] for f in expect_ok(stack.get(f"{KNOWLEDGE}/{kb['id']}/files", token))["items"]}
+    assert names == {"a.txt", "beavers.txt"}
+    hit = expect_ok(stack.post(f"{RETRIEVAL}/query/collection", token, json={"collection_names": [kb["id"]], "query": "beavers"}))
+    assert hit["metadatas"][0][0]["name"] == "beavers.txt"
     expect_error(stack.post(f"{KNOWLEDGE}/{kb['id']}/file/update", token, json={"file_id": "nope"}), 400, NOT_FOUND)
