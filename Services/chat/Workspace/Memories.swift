@@ -311,16 +311,9 @@ struct MemoriesController {
     @Sendable func search(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try await caller(context)
         let form = try await JSONBody.decode(SearchForm.self, from: request)
-        if let type = form.type, !["user", "context", "all"].contains(type) {
-            throw APIError.validation([
-                ValidationIssue(
-                    type: "literal_error", loc: [.string("body"), .string("type")],
-                    msg: "Input should be 'user', 'context' or 'all'", input: .string(type))
-            ])
-        }
+        let type = try Self.checkedType(form.type)
         let limit = min(100, max(1, form.limit ?? 20))
         let path = try Self.path(form.path)
-        let type = form.type == "all" ? nil : form.type
         let query = form.query.flatMap { $0.isEmpty ? nil : "%" + $0.likeEscaped + "%" }
         let rows = try await history.postgres.query(
             """
