@@ -35,16 +35,7 @@ struct KnowledgeRow: Sendable {
     func readable(by user: Identity) -> Bool { user.isAdmin || userID == user.userID || granted("read", to: user) }
     func writable(by user: Identity) -> Bool { user.isAdmin || userID == user.userID || granted("write", to: user) }
 
-    func granted(_ permission: String, to user: Identity) -> Bool {
-        grants.contains { grant in
-            guard grant["permission"]?.stringValue == permission, let id = grant["principal_id"]?.stringValue else { return false }
-            switch grant["principal_type"]?.stringValue {
-            case "user": return id == "*" || id == user.userID
-            case "group": return user.groupIDs.contains(id)
-            default: return false
-            }
-        }
-    }
+    func granted(_ permission: String, to user: Identity) -> Bool { user.isGranted(permission, by: grants) }
 
     /// `KnowledgeModel`'s keys, then `extra` (already JSON text).
     func json(_ extra: [(String, String)] = []) -> String {
@@ -135,13 +126,16 @@ struct KnowledgeStore: Sendable {
         return ids
     }
 
-    /// Whether the user (known only by id: the upload's owner) owns the knowledge base or holds a write grant.
-    func ownerMayWrite(_ knowledgeID: String, userID: String) async throws -> Bool {
-        guard let row = try await knowledge(knowledgeID) else { return false }
-        return row.userID == userID || row.grants.contains {
-            $0["permission"]?.stringValue == "write" && $0["principal_type"]?.stringValue == "user"
-                && ["*", userID].contains($0["principal_id"]?.stringValue ?? "")
-        }
+    /// How many files each of the knowledge bases holds.
+    func fileCounts(_ ids: [String]) async throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for try await (id, count) in try await postgres.query(
+            """
+            SELECT knowledge_id, count(*)::bigint FROM retrieval.knowledge_files WHERE knowledge_id = ANY(\(ids))
+            GROUP BY knowledge_id
+            """, logger: logger
+        ).decode((String, Int).self) { counts[id] = count }
+        return counts
     }
 
     func link(fileID: String, knowledgeID: String, userID: String) async throws {

@@ -9,8 +9,7 @@ import Shared
 struct KnowledgeController {
     let store: KnowledgeStore
     let indexer: Indexer
-    let policies: AuthLookup
-    let owners: AuthLookup
+    let auth: AuthLookup
     /// `BYPASS_ADMIN_ACCESS_CONTROL`.
     let adminBypass: Bool
     var chunks: ChunkStore { indexer.chunks }
@@ -60,7 +59,7 @@ struct KnowledgeController {
         case "shared": rows = rows.filter { $0.userID != user.userID }
         default: break
         }
-        let owners = try await ownerSummaries(Set(rows.map(\.userID)), caller: user)
+        let owners = try await OwnerLookup(auth: auth).owners(Set(rows.map(\.userID)), caller: user)
         if let query = request.queryValue("query")?.lowercased(), !query.isEmpty {
             rows = rows.filter { row in
                 row.name.lowercased().contains(query) || row.description.lowercased().contains(query)
@@ -81,8 +80,9 @@ struct KnowledgeController {
         let (skip, overflow) = (page - 1).multipliedReportingOverflow(by: 30)
         let shown = rows.dropFirst(overflow ? rows.count : min(skip, rows.count)).prefix(30)
         var items: [String] = []
+        let counts = try await store.fileCounts(shown.map(\.id))
         for row in shown {
-            let count = try await store.files(of: row.id).count
+            let count = counts[row.id] ?? 0
             let write = (user.isAdmin && adminBypass) || row.userID == user.userID || row.granted("write", to: user)
             items.append(
                 row.json([
@@ -91,15 +91,6 @@ struct KnowledgeController {
                 ]))
         }
         return JSONResponse.text("{\"items\":" + OrderedJSON.array(items) + ",\"total\":\(rows.count)}")
-    }
-
-    func ownerSummaries(_ ids: Set<String>, caller: Identity) async throws -> [String: UserSummary] {
-        var result: [String: UserSummary] = [:]
-        if ids.contains(caller.userID) {
-            result[caller.userID] = UserSummary(id: caller.userID, name: caller.name, role: caller.role, email: caller.email)
-        }
-        for user in try await owners.users(ids: ids.subtracting([caller.userID])) { result[user.id] = user }
-        return result
     }
 
     struct CreateForm: Decodable {
@@ -116,7 +107,7 @@ struct KnowledgeController {
     /// `sharing.public_knowledge` for everyone).
     func allowed(_ grants: [JSONValue], user: Identity) async throws -> [JSONValue] {
         guard !user.isAdmin, !grants.isEmpty else { return grants }
-        let policy = try await policies.userPolicy(userID: user.userID)
+        let policy = try await auth.userPolicy(userID: user.userID)
         guard policy.allows("sharing.knowledge") else { return [] }
         return grants.filter { grant in
             if grant["principal_id"]?.stringValue == "*" { return policy.allows("sharing.public_knowledge") }
@@ -126,7 +117,7 @@ struct KnowledgeController {
 
     @Sendable func create(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
-        if !user.isAdmin, try await !policies.userPolicy(userID: user.userID).allows("workspace.knowledge") {
+        if !user.isAdmin, try await !auth.userPolicy(userID: user.userID).allows("workspace.knowledge") {
             throw APIError.unauthorized
         }
         let form = try await JSONBody.decode(CreateForm.self, from: request)
@@ -202,7 +193,7 @@ struct KnowledgeController {
         let page = max(1, try JSONBody.queryInt(request.queryValue("page"), name: "page") ?? 1)
         let (skip, overflow) = (page - 1).multipliedReportingOverflow(by: 30)
         let shown = files.dropFirst(overflow ? files.count : min(skip, files.count)).prefix(30)
-        let adders = try await ownerSummaries(Set(shown.map(\.addedBy)), caller: user)
+        let adders = try await OwnerLookup(auth: auth).owners(Set(shown.map(\.addedBy)), caller: user)
         let items = shown.map { file, adder -> String in
             OrderedJSON.appending(
                 "{}",
@@ -392,6 +383,7 @@ struct RetrievalController {
     }
 
     func hits(_ collections: [String], query: String, k: Int?, user: Identity) async throws -> [Hit] {
+        guard collections.count <= 100 else { throw APIError(.badRequest, "Query at most 100 collections at a time") }
         for collection in collections where try await !mayRead(collection, user: user) { throw APIError.forbidden }
         return try await search(query, collections: collections, k: k)
     }

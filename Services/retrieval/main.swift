@@ -24,7 +24,7 @@ let auth = AuthLookup(
 let router = runtime.makeRouter()
 router.addRoutes(
     KnowledgeController(
-        store: knowledge, indexer: indexer, policies: auth, owners: auth,
+        store: knowledge, indexer: indexer, auth: auth,
         adminBypass: env.bool("BYPASS_ADMIN_ACCESS_CONTROL", default: env.bool("ENABLE_ADMIN_WORKSPACE_CONTENT_ACCESS", default: true))
     ).routes, atPath: "/api/v1/knowledge")
 let retrieval = RetrievalController(knowledge: knowledge, chunks: chunks, indexer: indexer)

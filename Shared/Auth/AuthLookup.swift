@@ -108,3 +108,22 @@ public struct UserPolicy: Codable, Sendable {
     /// Whether a permission such as `sharing.notes` is granted.
     public func allows(_ path: String) -> Bool { permissions.allows(path) }
 }
+
+/// Owners of listed items (the original's `UserResponse`), by user id: the caller from their identity, the
+/// others from auth in one call.
+public struct OwnerLookup: Sendable {
+    let auth: AuthLookup
+
+    public init(auth: AuthLookup) {
+        self.auth = auth
+    }
+
+    public func owners(_ ids: Set<String>, caller: Identity) async throws -> [String: UserSummary] {
+        var result: [String: UserSummary] = [:]
+        if ids.contains(caller.userID) {
+            result[caller.userID] = UserSummary(id: caller.userID, name: caller.name, role: caller.role, email: caller.email)
+        }
+        for user in try await auth.users(ids: ids.subtracting([caller.userID])) { result[user.id] = user }
+        return result
+    }
+}

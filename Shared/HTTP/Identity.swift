@@ -148,3 +148,18 @@ public enum InternalHeader {
             groupIDs: headers[groups].map { $0.split(separator: ",").map(String.init) } ?? [])
     }
 }
+
+extension Identity {
+    /// Whether access grants (objects with `principal_type`, `principal_id`, `permission`) give this user
+    /// `permission`: a grant to everyone (`user:*`), to the user, or to one of their groups.
+    public func isGranted(_ permission: String, by grants: [JSONValue]) -> Bool {
+        grants.contains { grant in
+            guard grant["permission"]?.stringValue == permission, let id = grant["principal_id"]?.stringValue else { return false }
+            switch grant["principal_type"]?.stringValue {
+            case "user": return id == "*" || id == userID
+            case "group": return groupIDs.contains(id)
+            default: return false
+            }
+        }
+    }
+}

@@ -7,21 +7,6 @@ import NIOConcurrencyHelpers
 import PostgresNIO
 import Shared
 
-struct StoredGrant: Sendable {
-    var principalType: String
-    var principalID: String
-    var permission: String
-    var json: JSONValue
-
-    func matches(_ user: Identity) -> Bool {
-        switch principalType {
-        case "user": return principalID == "*" || principalID == user.userID
-        case "group": return user.groupIDs.contains(principalID)
-        default: return false
-        }
-    }
-}
-
 struct CustomModel: Sendable {
     var id: String
     var userID: String
@@ -33,11 +18,10 @@ struct CustomModel: Sendable {
     var versionID: String?
     var createdAt: Int
     var updatedAt: Int
-    var grants: [StoredGrant]
+    /// `AccessGrantModel` objects.
+    var grants: [JSONValue]
 
-    func granted(_ permission: String, to user: Identity) -> Bool {
-        grants.contains { $0.permission == permission && $0.matches(user) }
-    }
+    func granted(_ permission: String, to user: Identity) -> Bool { user.isGranted(permission, by: grants) }
 
     func readable(by user: Identity) -> Bool { userID == user.userID || granted("read", to: user) }
     func writable(by user: Identity) -> Bool { userID == user.userID || granted("write", to: user) }
@@ -86,7 +70,7 @@ struct CustomModel: Sendable {
         ])
         object.set("params", ordered: params ?? OrderedObject(self.params, first: []))
         object.set("meta", ordered: Self.metaObject(meta, droppingImage: droppingImage))
-        object["access_grants"] = .array(grants.map(\.json))
+        object["access_grants"] = .array(grants)
         object["is_active"] = .bool(isActive)
         object["updated_at"] = .int(updatedAt)
         object["created_at"] = .int(createdAt)
@@ -124,11 +108,7 @@ final class CustomModelStore: Sendable {
         for try await (id, userID, base, name, params, meta, active, version, created, updated, grants) in rows.decode(
             (String, String, String?, String, String, String, Bool, String?, Int, Int, String).self)
         {
-            let grantList = (JSONValue.parse(grants)?.arrayValue ?? []).map { grant in
-                StoredGrant(
-                    principalType: grant["principal_type"]?.stringValue ?? "", principalID: grant["principal_id"]?.stringValue ?? "",
-                    permission: grant["permission"]?.stringValue ?? "", json: grant)
-            }
+            let grantList = JSONValue.parse(grants)?.arrayValue ?? []
             models.append(
                 CustomModel(
                     id: id, userID: userID, baseModelID: base, name: name,

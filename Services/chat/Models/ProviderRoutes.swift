@@ -155,13 +155,12 @@ struct ProviderRoutes {
         guard current.enableOpenAI == true else { throw APIError(.serviceUnavailable, "OpenAI API is disabled") }
         let body = try await CompletionsController.object(request)
         let modelID = body["model"]?.stringValue ?? ""
-        let entries = try await registry.merged()
         let custom = try await registry.store.model(modelID)
         if registry.filtered(user) {
             try await registry.checkAccess(custom, user: user, denied: APIError(.forbidden, "Model not found"))
         }
         let targetID = custom?.baseModelID ?? modelID
-        guard let base = entries.first(where: { $0.id == targetID })?.base, case .openAI = base.source else {
+        guard let base = try await registry.bases.models().first(where: { $0.id == targetID }), case .openAI = base.source else {
             throw APIError(.notFound, "Model '' was not found")
         }
         let entry = ModelEntry(id: modelID, entry: OrderedObject(), base: base, custom: custom)

@@ -37,10 +37,14 @@ struct RAG: Sendable {
 
         """
 
-    /// The items retrieval handles (others are left for later).
+    /// The items retrieval handles (others are left for later), at most `maxItems`: each is a search.
     static func items(_ body: [String: JSONValue]) -> [JSONValue] {
-        (body["files"]?.arrayValue ?? []).filter { ["file", "collection"].contains($0["type"]?.stringValue ?? "") && $0["id"] != nil }
+        Array(
+            (body["files"]?.arrayValue ?? []).filter { ["file", "collection"].contains($0["type"]?.stringValue ?? "") && $0["id"] != nil }
+                .prefix(maxItems))
     }
+
+    static let maxItems = 100
 
     static func lastUserText(_ messages: [JSONValue]) -> String {
         guard let message = messages.last(where: { $0["role"]?.stringValue == "user" }) else { return "" }

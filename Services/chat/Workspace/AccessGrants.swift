@@ -216,21 +216,6 @@ struct GrantStore: Sendable {
     }
 }
 
-/// Owners of listed items (the original's `UserResponse`), by user id: the caller from their identity, the
-/// others from auth in one call.
-struct OwnerLookup: Sendable {
-    let auth: AuthLookup
-
-    func owners(_ ids: Set<String>, caller: Identity) async throws -> [String: UserSummary] {
-        var result: [String: UserSummary] = [:]
-        if ids.contains(caller.userID) {
-            result[caller.userID] = UserSummary(id: caller.userID, name: caller.name, role: caller.role, email: caller.email)
-        }
-        for user in try await auth.users(ids: ids.subtracting([caller.userID])) { result[user.id] = user }
-        return result
-    }
-}
-
 /// Query parameters the workspace lists share.
 enum WorkspaceList {
     /// `view_option`: `created` keeps the caller's own items, `shared` the others'; anything else keeps all.
