@@ -49,19 +49,28 @@ public struct OutboxRelay: Service {
     let redis: RedisClient
     let logger: Logger
     let interval: Duration
+    let batchLimit: Duration
 
-    public init(outbox: Outbox, postgres: PostgresClient, redis: RedisClient, logger: Logger, interval: Duration = .milliseconds(100)) {
+    public init(
+        outbox: Outbox, postgres: PostgresClient, redis: RedisClient, logger: Logger, interval: Duration = .milliseconds(100),
+        batchLimit: Duration = .seconds(10)
+    ) {
         self.outbox = outbox
         self.postgres = postgres
         self.redis = redis
         self.logger = logger
         self.interval = interval
+        self.batchLimit = batchLimit
     }
 
     public func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                while try await relayBatch() == 100 {}
+                // A batch that outlives the limit is given up on and tried again: a transaction whose connection
+                // Postgres closed mid-way (a restart) can otherwise wait forever, and the relay with it. Its rows
+                // stay in the outbox (the transaction never committed), so nothing is lost; at worst an event
+                // goes out twice, which at-least-once delivery allows.
+                while try await withDeadline(batchLimit, { try await relayBatch() }) == 100 {}
             } catch {
                 logger.debug("outbox relay waiting", metadata: ["error": "\(String(reflecting: error))"])
             }

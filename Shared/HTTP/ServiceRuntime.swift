@@ -83,11 +83,37 @@ extension ApplicationProtocol {
     /// Runs until SIGTERM or SIGINT. A graceful stop that takes longer than `gracePeriod` (a request still
     /// waiting for a database that went away, say) is cut short by cancellation, so the process always ends
     /// before an orchestrator's usual 10 s kill.
-    public func runUntilStopped(gracePeriod: Duration = .seconds(7)) async throws {
+    /// Work that ignores cancellation (a query on a connection Postgres closed under it) cannot hold the
+    /// process: `ShutdownWatchdog` ends it `cancellationPeriod` after the cancellation.
+    public func runUntilStopped(gracePeriod: Duration = .seconds(7), cancellationPeriod: Duration = .milliseconds(1500))
+        async throws
+    {
+        let watchdog = ShutdownWatchdog(limit: gracePeriod + cancellationPeriod, logger: logger)
+        // Services stop in the reverse order of the list: the watchdog hears the signal first.
         var configuration = ServiceGroupConfiguration(
-            services: [self], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            services: [self, watchdog], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         configuration.maximumGracefulShutdownDuration = gracePeriod
-        configuration.maximumCancellationDuration = .seconds(2)
+        configuration.maximumCancellationDuration = nil
         try await ServiceGroup(configuration: configuration).run()
+    }
+}
+
+/// Ends the process if a graceful stop has not finished `limit` after it began, with a log line that says so
+/// (instead of ServiceLifecycle's crash with a backtrace). The timer runs on Dispatch, outside Swift
+/// concurrency, so it fires even if every task is stuck.
+struct ShutdownWatchdog: Service {
+    let limit: Duration
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        let logger = self.logger
+        let (seconds, attoseconds) = limit.components
+        let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) {
+            logger.error("graceful stop did not finish in time; exiting")
+            fflush(nil)
+            exit(1)
+        }
     }
 }

@@ -148,26 +148,10 @@ actor BaseModelCache {
     static func fetch(_ request: HTTPClientRequest, client: HTTPClient, timeout: TimeAmount, limit: Int = 32 << 20) async throws
         -> (HTTPClientResponse, ByteBuffer)
     {
-        try await withDeadline(timeout) {
+        try await withDeadline(.nanoseconds(timeout.nanoseconds)) {
             let response = try await client.execute(request, timeout: timeout)
             return (response, try await response.body.collect(upTo: limit))
         }
-    }
-}
-
-struct DeadlineExceeded: Error {}
-
-/// `body`'s value, or `DeadlineExceeded` once `timeout` has passed (`body` is then cancelled).
-func withDeadline<T: Sendable>(_ timeout: TimeAmount, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(nanoseconds: UInt64(max(0, timeout.nanoseconds)))
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else { throw DeadlineExceeded() }
-        return value
     }
 }
 
