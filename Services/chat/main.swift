@@ -3,7 +3,10 @@ import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import NIOCore
+import NIOPosix
 import Shared
+
+NIOExecutor.configure()
 
 let config = ServiceConfig(defaultPort: 8082)
 let runtime = try ServiceRuntime(name: "chat", config: config)

@@ -81,17 +81,7 @@ struct ServiceProxy: Sendable {
                 return try await client.execute(prepared, deadline: .now() + TimeAmount(headTimeout))
             }
             // A long-running route's head must arrive in time; its body may then stream for as long as it lasts.
-            return try await withThrowingTaskGroup(of: HTTPClientResponse?.self) { group in
-                group.addTask { try await client.execute(prepared, deadline: .now() + .hours(2)) }
-                group.addTask {
-                    try await Task.sleep(for: headTimeout)
-                    return nil
-                }
-                let first = try await group.next() ?? nil
-                group.cancelAll()
-                guard let response = first else { throw APIError.unavailable }
-                return response
-            }
+            return try await withDeadline(headTimeout) { try await client.execute(prepared, deadline: .now() + .hours(2)) }
         } catch let error as APIError {
             throw error
         } catch is BodyTooLarge {

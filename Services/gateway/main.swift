@@ -5,6 +5,8 @@ import Hummingbird
 import NIOPosix
 import Shared
 
+NIOExecutor.configure()
+
 let config = GatewayConfig()
 let logger = config.service.logger("gateway")
 let redis = try RedisClient(url: config.service.redisURL)

@@ -1,6 +1,8 @@
 // Time limits on work that might never finish on its own.
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
 
 /// Thrown by `withDeadline` when the time is up.
 public struct DeadlineExceeded: Error, CustomStringConvertible {
@@ -18,9 +20,10 @@ public func withDeadline<T: Sendable>(
 ) async throws -> T {
     let work = Task { try await body() }
     let outcome = Outcome<T>()
-    let timer = Task {
-        try? await Task.sleep(for: timeout)
-        if !Task.isCancelled { outcome.resolve(.failure(DeadlineExceeded())) }
+    // A SwiftNIO timer, not `Task.sleep`: a cancelled sleep leaves its Dispatch timer queued until it would have
+    // fired, and the outbox relay sets one per batch (thousands under load, each re-sorted into Dispatch's heap).
+    let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: TimeAmount(timeout)) {
+        outcome.resolve(.failure(DeadlineExceeded()))
     }
     let watcher = Task {
         let result = await work.result

@@ -34,7 +34,7 @@ public struct ServiceConfig: Sendable {
 
     /// A logger labelled with the service name at the configured level.
     public func logger(_ label: String) -> Logger {
-        var logger = Logger(label: label)
+        var logger = Logger(label: label) { SkiffLogHandler(label: $0) }
         logger.logLevel = logLevel
         return logger
     }

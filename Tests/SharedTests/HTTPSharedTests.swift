@@ -1,6 +1,7 @@
 // Error shapes, body decoding, durations and the API-key path rule.
 import Foundation
 import HTTPTypes
+import Hummingbird
 import Testing
 @testable import Shared
 
@@ -87,5 +88,13 @@ import Testing
         #expect(InternalHeader.decode("100%") == "100%")
         #expect(InternalHeader.decode("%4") == "%4")
         #expect(InternalHeader.decode("a%2Bb%zz") == "a+b%zz")
+    }
+}
+
+@Suite struct QueryDecodingTests {
+    @Test func plainPlusAndEscapes() {
+        #expect(Request.formDecoded("page"[...].utf8[...]) == "page")
+        #expect(Request.formDecoded("tag%3Awork+plan"[...].utf8[...]) == "tag:work plan")
+        #expect(Request.formDecoded("50%"[...].utf8[...]) == nil)
     }
 }

@@ -411,6 +411,10 @@ struct ChatsController {
         return JSONResponse.text(json)
     }
 
+    /// An import this large refreshes the planner's statistics of `chat.chats` (see `TableStatistics`).
+    static let bulkImport = 50
+    static let statistics = TableStatistics(table: "chat.chats", interval: .seconds(60))
+
     @Sendable func importChats(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireVerified()
         let form = try JSONBody.decode(ImportForm.self, from: try await history.body(request))
@@ -444,6 +448,7 @@ struct ChatsController {
             try await history.chats.ensureTags(tags, userID: user.userID, on: connection)
             return bodies
         }
+        if bodies.count >= Self.bulkImport { Self.statistics.refresh(history.chats.postgres, logger: history.chats.logger) }
         return JSONResponse.text("[" + bodies.joined(separator: ",") + "]")
     }
 
