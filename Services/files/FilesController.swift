@@ -184,7 +184,7 @@ struct FilesController {
         let offset = min(page - 1, 1 << 40) * 50
         let rows = try await store.rows(
             """
-            SELECT \(unescaped: FileStore.columns) FROM files.files WHERE (\(all) OR user_id = \(user.userID))
+            SELECT \(unescaped: FileStore.columns(withContent: withContent)) FROM files.files WHERE (\(all) OR user_id = \(user.userID))
             ORDER BY updated_at DESC, id DESC LIMIT 50 OFFSET \(offset)
             """)
         var total = 0
@@ -211,7 +211,7 @@ struct FilesController {
         let all = visibleToAll(user)
         let rows = try await store.rows(
             """
-            SELECT \(unescaped: FileStore.columns) FROM files.files WHERE (\(all) OR user_id = \(user.userID))
+            SELECT \(unescaped: FileStore.columns(withContent: withContent)) FROM files.files WHERE (\(all) OR user_id = \(user.userID))
             AND filename ILIKE \(Self.likePattern(glob)) ESCAPE '\\' ORDER BY created_at DESC, id DESC
             LIMIT \(limit) OFFSET \(min(skip, 1 << 40))
             """)
@@ -228,7 +228,7 @@ struct FilesController {
         let limit = min(1000, max(1, try JSONBody.queryInt(request.queryValue("limit"), name: "limit") ?? 50))
         let rows = try await store.rows(
             """
-            SELECT \(unescaped: FileStore.columns) FROM files.files WHERE user_id = \(user.userID)
+            SELECT \(unescaped: FileStore.columns(withContent: withContent)) FROM files.files WHERE user_id = \(user.userID)
             AND filename ILIKE \(Self.likePattern(glob)) ESCAPE '\\' ORDER BY created_at DESC, id DESC
             LIMIT \(limit) OFFSET \(min(skip, 1 << 40))
             """)

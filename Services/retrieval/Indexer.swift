@@ -77,7 +77,8 @@ struct Indexer: Sendable {
             {
                 try await addToKnowledge(fileID: id, knowledgeID: knowledgeID, userID: owner)
             }
-            try await finish(id, status: "completed", content: text, hash: Self.sha256(text), error: nil)
+            // `index` stored the text already: the event carries it, the row keeps the stored copy.
+            try await finish(id, status: "completed", content: text, hash: Self.sha256(text), error: nil, stored: true)
         } catch let error as APIError {
             try await finish(id, status: "failed", content: text, hash: nil, error: error.detail.stringValue ?? "\(error.detail)")
         }
@@ -159,7 +160,10 @@ struct Indexer: Sendable {
         try await knowledge.link(fileID: fileID, knowledgeID: knowledgeID, userID: userID)
     }
 
-    func finish(_ id: String, status: String, content: String?, hash: String?, error: String?) async throws {
+    /// Records the outcome and sends `file.processed`. `stored`: the row has `content` already, so it is not
+    /// written (and compressed) a second time.
+    func finish(_ id: String, status: String, content: String?, hash: String?, error: String?, stored: Bool = false) async throws {
+        let newContent = stored ? nil : content
         let now = Int(Date().timeIntervalSince1970)
         var data: [String: JSONValue] = ["file_id": .string(id), "status": .string(status), "error": error.map(JSONValue.string) ?? .null]
         if let content { data["content"] = .string(content) }
@@ -167,7 +171,7 @@ struct Indexer: Sendable {
         try await postgres.withTransaction(logger: logger) { connection in
             try await connection.query(
                 """
-                UPDATE retrieval.files SET status = \(status), content = coalesce(\(content), content), hash = \(hash),
+                UPDATE retrieval.files SET status = \(status), content = coalesce(\(newContent), content), hash = \(hash),
                     updated_at = \(now) WHERE id = \(id)
                 """, logger: logger)
             try await outbox.enqueue(Event(type: "file.processed", actorID: nil, data: .object(data)), on: connection, logger: logger)
