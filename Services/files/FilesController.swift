@@ -130,7 +130,8 @@ struct FilesController {
         }
         var storageName = id + "_" + name
         if storageName.utf8.count > 250 { storageName = ext.isEmpty || ext.utf8.count > 32 ? id : id + "." + ext }
-        try FileManager.default.moveItem(at: partial, to: store.uploadDirectory.appendingPathComponent(storageName))
+        let stored = store.uploadDirectory.appendingPathComponent(storageName)
+        try FileManager.default.moveItem(at: partial, to: stored)
         let fileHash = metadata["file_hash"]?.stringValue ?? hasher.finalize().map { String(format: "%02x", $0) }.joined()
         let meta = OrderedJSON.object([
             ("name", .string(name)), ("content_type", contentType.map(JSONValue.string) ?? .null), ("size", .int(size)),
@@ -149,7 +150,13 @@ struct FilesController {
                     "metadata": metadata, "meta": .string(meta), "created_at": .int(now), "user_role": .string(user.role),
                     "group_ids": .array(user.groupIDs.map(JSONValue.string)),
                 ])) : nil
-        try await store.insert(row, event: event)
+        do {
+            try await store.insert(row, event: event)
+        } catch {
+            // No row, no bytes: an upload the database refused leaves nothing behind.
+            try? FileManager.default.removeItem(at: stored)
+            throw error
+        }
         guard process else { return JSONResponse.text(row.responseJSON()) }
         if !background { await waitForProcessing(id) }
         return JSONResponse.text(row.responseJSON(extra: [("status", "true"), ("path", JSONValue.string(storageName).jsonText)]))
@@ -161,7 +168,8 @@ struct FilesController {
             if let row = try? await store.file(id), let status = row.data["status"]?.stringValue, status == "completed" || status == "failed" {
                 return
             }
-            try? await Task.sleep(for: .milliseconds(200))
+            // A client that went away (or a stopping service) ends the wait.
+            do { try await Task.sleep(for: .milliseconds(200)) } catch { return }
         }
     }
 
@@ -263,7 +271,7 @@ struct FilesController {
 
     @Sendable func deleteAll(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let user = try context.requireAdmin()
-        let rows = try await store.rows("SELECT \(unescaped: FileStore.columns) FROM files.files")
+        let rows = try await store.rows("SELECT \(unescaped: FileStore.columns(withContent: false)) FROM files.files")
         for start in stride(from: 0, to: rows.count, by: 500) {
             try await store.delete(Array(rows[start..<min(rows.count, start + 500)]), actor: user.userID)
         }

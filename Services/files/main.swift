@@ -45,7 +45,7 @@ let accounts = StreamConsumer(
     redis: try RedisClient(url: config.redisURL), stream: EventStream.auth, group: "files", logger: runtime.logger
 ) { event in
     guard event.type == "user.deleted", let userID = event.data["user_id"]?.stringValue else { return }
-    try await store.delete(try await store.rows("SELECT \(unescaped: FileStore.columns) FROM files.files WHERE user_id = \(userID)"), actor: nil)
+    try await store.delete(try await store.rows("SELECT \(unescaped: FileStore.columns(withContent: false)) FROM files.files WHERE user_id = \(userID)"), actor: nil)
 }
 let app = runtime.makeApplication(
     router: router, schema: "files",

@@ -43,8 +43,15 @@ struct ServiceProxy: Sendable {
                 completion = BodyCompletion()
             }
         }
-        let response = try await send(
-            request, path: path, to: upstream, identity: identity, body: body, completion: completion, baseURL: baseURL)
+        let response: HTTPClientResponse
+        do {
+            response = try await send(
+                request, path: path, to: upstream, identity: identity, body: body, completion: completion, baseURL: baseURL)
+        } catch {
+            // A request given up on (the head timed out) may still be reading the body: let it finish first.
+            if let completion { await completion.wait(upTo: .seconds(30)) }
+            throw error
+        }
         if let completion { await completion.wait(upTo: .seconds(30)) }
         return response
     }

@@ -95,16 +95,13 @@ struct Indexer: Sendable {
     }
 
     func reindex(_ id: String, content: String) async throws {
-        try await postgres.query(
-            "UPDATE retrieval.files SET content = \(content), hash = \(Self.sha256(content)), status = 'completed' WHERE id = \(id)",
-            logger: logger)
         try await index(fileID: id, text: content)
         for knowledgeID in try await knowledge.collections(containing: id) {
             try await chunks.delete(collection: knowledgeID, fileID: id)
             try await copy(fileID: id, into: knowledgeID)
         }
         // After any earlier outcome of the same file (its events are handled in order), so the new text stands.
-        try await finish(id, status: "completed", content: content, hash: Self.sha256(content), error: nil)
+        try await finish(id, status: "completed", content: content, hash: Self.sha256(content), error: nil, stored: true)
     }
 
     /// The file's chunks with the original's metadata keys.

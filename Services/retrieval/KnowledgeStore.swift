@@ -53,6 +53,22 @@ struct KnowledgeStore: Sendable {
     let postgres: PostgresClient
     let logger: Logger
 
+    /// Removes knowledge bases (by id, or all of an owner's) with their chunks and access grants, in one
+    /// transaction. Their file links go with them (foreign key).
+    func delete(ids: [String] = [], ownerID: String? = nil) async throws {
+        try await postgres.withTransaction(logger: logger) { connection in
+            let rows = try await connection.query(
+                "DELETE FROM retrieval.knowledge WHERE id = ANY(\(ids)) OR user_id = \(ownerID) RETURNING id", logger: logger)
+            var removed: [String] = []
+            for try await id in rows.decode(String.self) { removed.append(id) }
+            guard !removed.isEmpty else { return }
+            try await connection.query("DELETE FROM retrieval.chunks WHERE collection = ANY(\(removed))", logger: logger)
+            try await connection.query(
+                "DELETE FROM retrieval.access_grants WHERE resource_type = 'knowledge' AND resource_id = ANY(\(removed))",
+                logger: logger)
+        }
+    }
+
     static let grantsJSON = """
         (SELECT coalesce(json_agg(json_build_object('id', g.id, 'resource_type', g.resource_type, 'resource_id', g.resource_id,
             'principal_type', g.principal_type, 'principal_id', g.principal_id, 'permission', g.permission,

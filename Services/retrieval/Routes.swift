@@ -225,7 +225,6 @@ struct KnowledgeController {
         }
         guard file.userID == user.userID || user.isAdmin else { throw APIError.forbidden }
         do {
-            try await chunks.delete(collection: row.id, fileID: file.id)
             try await indexer.addToKnowledge(fileID: file.id, knowledgeID: row.id, userID: user.userID)
         } catch let error as APIError {
             throw APIError(.badRequest, error.detail.stringValue ?? "\(error.detail)")
@@ -241,7 +240,6 @@ struct KnowledgeController {
             throw Self.notFound400
         }
         do {
-            try await chunks.delete(collection: row.id, fileID: form.fileID)
             try await indexer.addToKnowledge(fileID: form.fileID, knowledgeID: row.id, userID: user.userID)
         } catch let error as APIError {
             throw APIError(.badRequest, error.detail.stringValue ?? "\(error.detail)")
@@ -314,10 +312,7 @@ struct KnowledgeController {
 
     @Sendable func delete(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let (_, row) = try await writable(context)
-        try await chunks.delete(collection: row.id)
-        try await store.postgres.query("DELETE FROM retrieval.knowledge WHERE id = \(row.id)", logger: store.logger)
-        try await store.postgres.query(
-            "DELETE FROM retrieval.access_grants WHERE resource_type = 'knowledge' AND resource_id = \(row.id)", logger: store.logger)
+        try await store.delete(ids: [row.id])
         return JSONResponse.text("true")
     }
 }
@@ -485,7 +480,6 @@ struct RetrievalController {
         do {
             if let name = form.collectionName {
                 guard let row = try await knowledge.knowledge(name), row.writable(by: user) else { throw APIError.forbidden }
-                try await chunks.delete(collection: name, fileID: file.id)
                 try await indexer.addToKnowledge(fileID: file.id, knowledgeID: name, userID: user.userID)
                 collection = name
             } else {
@@ -495,7 +489,7 @@ struct RetrievalController {
                         "The content provided is empty. Please ensure that there is text or data present before proceeding.")
                 }
                 try await indexer.index(fileID: file.id, text: text)
-                try await indexer.finish(file.id, status: "completed", content: text, hash: Indexer.sha256(text), error: nil)
+                try await indexer.finish(file.id, status: "completed", content: text, hash: Indexer.sha256(text), error: nil, stored: true)
                 collection = "file-" + file.id
             }
         } catch let error as APIError where error.status != .forbidden {

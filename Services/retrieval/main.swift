@@ -46,12 +46,7 @@ let accountEvents = StreamConsumer(
     redis: try RedisClient(url: config.redisURL), stream: EventStream.auth, group: "retrieval", logger: runtime.logger
 ) { event in
     guard event.type == "user.deleted", let userID = event.data["user_id"]?.stringValue else { return }
-    var binds = PostgresBindings()
-    binds.append(userID)
-    for row in try await knowledge.rows("k.user_id = $1", binds) {
-        try await chunks.delete(collection: row.id)
-        try await runtime.postgres.query("DELETE FROM retrieval.knowledge WHERE id = \(row.id)", logger: runtime.logger)
-    }
+    try await knowledge.delete(ownerID: userID)
 }
 let app = runtime.makeApplication(
     router: router, schema: "retrieval",

@@ -25,14 +25,10 @@ public func withDeadline<T: Sendable>(
     let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: TimeAmount(timeout)) {
         outcome.resolve(.failure(DeadlineExceeded()))
     }
-    let watcher = Task {
-        let result = await work.result
-        outcome.resolve(result)
-    }
+    Task { outcome.resolve(await work.result) }
     defer {
         timer.cancel()
         work.cancel()
-        _ = watcher
     }
     return try await withTaskCancellationHandler {
         try await outcome.value()

@@ -106,7 +106,8 @@ struct ShutdownWatchdog: Service {
     let logger: Logger
 
     func run() async throws {
-        try? await gracefulShutdown()
+        // Only a graceful stop arms the timer (a cancelled group, e.g. a service that failed, ends on its own).
+        do { try await gracefulShutdown() } catch { return }
         let logger = self.logger
         let (seconds, attoseconds) = limit.components
         let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)

@@ -173,8 +173,7 @@ struct UsersController {
     /// Top-level keys replace; `ui` is patched key by key (a null value removes the key).
     @Sendable func updateSettings(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let identity = try context.requireVerified()
-        let body = try await JSONBody.decode(JSONValue.self, from: request)
-        guard case .object(var updates) = body else { throw Self.dictionaryError(body) }
+        var updates = try await JSONBody.object(request)
         guard let user = try await accounts.users.find(id: identity.userID) else { throw Self.userNotFound }
         var settings = user.settings?.objectValue ?? ["ui": .object([:])]
         if !identity.isAdmin { try await withoutForbiddenKeys(&updates, userID: identity.userID) }
@@ -237,8 +236,7 @@ struct UsersController {
 
     @Sendable func updateInfo(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let identity = try context.requireVerified()
-        let body = try await JSONBody.decode(JSONValue.self, from: request)
-        guard case .object(let updates) = body else { throw Self.dictionaryError(body) }
+        let updates = try await JSONBody.object(request)
         guard let user = try await accounts.users.find(id: identity.userID) else { throw Self.userNotFound }
         var info = user.info?.objectValue ?? [:]
         info.merge(updates) { _, new in new }
@@ -296,8 +294,7 @@ struct UsersController {
     /// Replaces the variables: keys `^[a-z][a-z0-9_]*$`, string values of at most 20,000 characters, 100,000 in all.
     @Sendable func updateVariables(_ request: Request, context: ServiceRequestContext) async throws -> Response {
         let identity = try context.requireVerified()
-        let body = try await JSONBody.decode(JSONValue.self, from: request)
-        guard case .object(let form) = body else { throw Self.dictionaryError(body) }
+        let form = try await JSONBody.object(request)
         let sent = form["variables"] ?? .object([:])
         guard case .object(let variables) = sent else {
             throw APIError.validation([
@@ -445,5 +442,4 @@ struct UsersController {
         return try JSONResponse.make(true, headers: Invalidation.user(id))
     }
 
-    static func dictionaryError(_ input: JSONValue) -> APIError { JSONBody.notDictionary(input) }
 }

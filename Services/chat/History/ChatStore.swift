@@ -331,7 +331,7 @@ struct ChatStore: Sendable {
         let rows = try await postgres.query(
             """
             SELECT coalesce(json_agg(item ORDER BY n), '[]')::text, (SELECT count(*)::bigint FROM chat.chats
-                WHERE user_id = \(userID) AND folder_id = \(folderID) AND NOT pinned AND NOT archived)
+                WHERE user_id = \(userID) AND folder_id = \(folderID) AND NOT pinned AND NOT archived AND NOT internal)
             FROM (SELECT json_build_object('id', c.id, 'title', c.title, 'user_id', c.user_id, 'updated_at', c.updated_at,
                     'created_at', c.created_at, 'last_read_at', c.last_read_at, 'owner_name', \(ownerName),
                     'participants', json_build_array(json_build_object('id', c.user_id, 'name', \(ownerName))),

@@ -357,9 +357,15 @@ final class ChatTasks: Sendable {
         do {
             let local = job.entry.base.map { $0.connectionType == .string("local") } ?? false
             let preferred = local ? taskModel : taskModelExternal
+            // The task model when this user may use it, else the chat's own (resolved once either way).
             var modelID = job.entry.id
-            if let preferred, !preferred.isEmpty, (try? await registry.resolve(preferred, for: job.user)) != nil { modelID = preferred }
-            let (entry, base) = try await registry.resolve(modelID, for: job.user)
+            var resolved: (entry: ModelEntry, base: BaseModel)? = nil
+            if let preferred, !preferred.isEmpty, let found = try? await registry.resolve(preferred, for: job.user) {
+                modelID = preferred
+                resolved = found
+            }
+            if resolved == nil { resolved = try await registry.resolve(modelID, for: job.user) }
+            guard let (entry, base) = resolved else { return nil }
             let body: [String: JSONValue] = [
                 "model": .string(modelID), "messages": .array([.object(["role": .string("user"), "content": .string(prompt)])]),
                 "stream": .bool(false), "max_tokens": .int(1000),

@@ -251,11 +251,14 @@ struct ProviderRoutes {
         _ = try context.requireAdmin()
         let current = try await settings.current()
         guard current.enableOllama == true else { throw Self.ollamaDisabled }
-        var body = try await CompletionsController.object(request)
+        var body = try await JSONBody.object(request)
         body["model"] = body["model"] ?? body["name"] ?? .null
         body["insecure"] = .bool(true)
-        let index = context.parameters.get("index", as: Int.self) ?? 0
-        guard index >= 0, index < current.ollama.count else { throw APIError(.notFound, "Connection not found") }
+        // A connection index that is not a number is no connection (not the first one).
+        let raw = context.parameters.get("index")
+        guard let index = raw.map({ Int($0) }) ?? 0, index >= 0, index < current.ollama.count else {
+            throw APIError(.notFound, "Connection not found")
+        }
         let connection = current.ollama[index]
         var outbound = HTTPClientRequest(url: connection.url + "/api/pull")
         outbound.method = .POST

@@ -60,7 +60,12 @@ extension SkillsController {
             }
             for file in files { entries.append(ZipArchive.Entry(path: folder + "/" + file.path, data: Array(file.bytes))) }
         }
-        let bytes = try ZipArchive.write(entries)
+        let bytes: [UInt8]
+        do {
+            bytes = try ZipArchive.write(entries)
+        } catch let error as ZipArchive.Invalid {
+            throw APIError(.badRequest, error.reason)
+        }
         let filename = format == "skill" ? "\(ids.first ?? "skill").skill" : "skills.zip"
         return Response(
             status: .ok,
@@ -134,15 +139,18 @@ extension SkillsController {
     static func packages(from uploads: [MultipartPart]) throws -> [Package] {
         var result: [Package] = []
         guard uploads.reduce(0, { $0 + $1.data.count }) <= 200 << 20 else { throw importFailure("Import exceeds 200 MiB") }
+        // One budget for what all archives of the upload expand to, not 200 MB each.
+        var expandable = 200 << 20
         for upload in uploads where !(upload.filename ?? "").contains("/") {
             let name = (upload.filename ?? "").lowercased()
             if name.hasSuffix(".zip") || name.hasSuffix(".skill") {
                 let entries: [ZipArchive.Entry]
                 do {
-                    entries = try ZipArchive.read(upload.data)
+                    entries = try ZipArchive.read(upload.data, maxTotal: expandable)
                 } catch let error as ZipArchive.Invalid {
                     throw importFailure(error.reason)
                 }
+                expandable -= entries.reduce(0) { $0 + $1.data.count }
                 result += try packages(inTree: entries.map { ($0.path, $0.data) })
             } else if name.hasSuffix(".md") {
                 result.append(Package(files: [SkillFile(path: "SKILL.md", content: upload.text)]))
