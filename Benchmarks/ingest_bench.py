@@ -6,12 +6,14 @@
 Uploads BENCH_FILES (1,000) generated Markdown files of about 5 KB each (`POST /api/v1/files/`, processed in the
 background as the web app asks) from BENCH_CONCURRENCY (8) threads, then polls the file list until all are
 `completed` or `failed`. Prints files per second from the first upload to the last completed file, and the upload
-latency p50/p99 (the time until the upload's answer). The Skiff under test should embed with a stand-in engine
+latency p50/p99 (the time until the upload's answer). BENCH_KNOWLEDGE=1 uploads into a new knowledge base (the
+`metadata.knowledge_id` of the upload form), whose chunks also go into the HNSW graph. The Skiff under test should embed with a stand-in engine
 (`RAG_EMBEDDING_ENGINE=openai`, `RAG_OPENAI_API_BASE_URL` pointing at Benchmarks/stream_provider.py).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -23,6 +25,7 @@ import requests
 
 FILES = int(os.environ.get("BENCH_FILES", "1000"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
+KNOWLEDGE = os.environ.get("BENCH_KNOWLEDGE", "") == "1"
 VOCABULARY = [f"{a}{b}" for a in ("ka", "lo", "mi", "ne", "po", "ru", "sa", "te", "vu", "zo") for b in range(300)]
 
 
@@ -43,6 +46,11 @@ def main() -> None:
     base, token = sys.argv[1].rstrip("/"), sys.argv[2]
     headers = {"Authorization": f"Bearer {token}"}
     rng = random.Random(7)
+    form: dict = {}
+    if KNOWLEDGE:
+        kb = requests.post(f"{base}/api/v1/knowledge/create", headers=headers,
+                           json={"name": "Ingest", "description": "ingestion benchmark"}).json()["id"]
+        form = {"metadata": json.dumps({"knowledge_id": kb})}
     docs = [document(rng, i) for i in range(FILES)]
     latencies: list[float] = []
     ids: list[str] = []
@@ -54,7 +62,7 @@ def main() -> None:
             session.s = requests.Session()
         started = time.perf_counter()
         r = session.s.post(f"{base}/api/v1/files/", headers=headers,
-                           files={"file": (f"doc-{i}.md", docs[i], "text/markdown")})
+                           files={"file": (f"doc-{i}.md", docs[i], "text/markdown")}, data=form)
         elapsed = time.perf_counter() - started
         r.raise_for_status()
         with lock:
@@ -82,7 +90,7 @@ def main() -> None:
         if pending:
             time.sleep(1)
     total = time.perf_counter() - start
-    print(f"{FILES} Markdown files of ~5 KB, {CONCURRENCY} uploading threads")
+    print(f"{FILES} Markdown files of ~5 KB, {CONCURRENCY} uploading threads" + (", into a knowledge base" if KNOWLEDGE else ""))
     print(f"uploads: {uploaded:.1f} s ({FILES / uploaded:.0f} files/s), latency p50 {percentile(latencies, 50):.1f} ms, "
           f"p99 {percentile(latencies, 99):.1f} ms")
     print(f"all processed after {total:.1f} s: {FILES / total:.0f} files/s ingested, {failed} failed")

@@ -52,8 +52,8 @@ def main() -> None:
             jsonb_build_object('name', 'bench.md', 'start_index', g),
             (SELECT array_agg(random() - 0.5) FROM generate_series(1, {DIMS}) WHERE g.g > 0)::vector, {DIMS}
         FROM generate_series(1, {CHUNKS}) g""")
-    psql(database, f"CREATE INDEX IF NOT EXISTS chunks_embedding_{DIMS} ON retrieval.chunks "
-                   f"USING hnsw ((embedding::vector({DIMS})) vector_cosine_ops) WITH (m = 16, ef_construction = 32) WHERE dims = {DIMS}")
+    psql(database, f"CREATE INDEX IF NOT EXISTS chunks_vectors_{DIMS} ON retrieval.chunks "
+                   f"USING hnsw ((embedding::vector({DIMS})) vector_cosine_ops) WITH (m = 16, ef_construction = 32) WHERE dims = {DIMS} AND collection NOT LIKE 'file-%'")
     psql(database, "ANALYZE retrieval.chunks")
     print(f"{CHUNKS} chunks loaded and indexed in {time.perf_counter() - started:.0f} s")
 

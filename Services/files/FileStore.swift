@@ -55,24 +55,26 @@ struct FileStore: Sendable {
     let uploadDirectory: URL
     let outbox = Outbox(schema: "files", stream: EventStream.files)
 
-    static let columns = "id, user_id, hash, filename, storage_name, data::text, meta, created_at, updated_at"
+    static let columns = "id, user_id, hash, filename, storage_name, data::text, content, meta, created_at, updated_at"
 
-    /// The columns, `data` without its `content` when the caller leaves it out: the extracted text is most of a
-    /// row, and reading it (de-TOASTed, decompressed and turned into JSON text) to drop it made file lists the
-    /// largest Postgres cost while documents were being processed.
+    /// The columns, without the extracted text when the caller leaves it out. The text has its own column (not a
+    /// key of `data`), so a list that leaves it out never reads it: reading it out of `data` (de-TOASTed and
+    /// decompressed for every row before the sort) made file lists Postgres's largest cost during ingestion.
     static func columns(withContent: Bool) -> String {
-        withContent ? columns : "id, user_id, hash, filename, storage_name, (data - 'content')::text, meta, created_at, updated_at"
+        withContent ? columns : "id, user_id, hash, filename, storage_name, data::text, NULL::text, meta, created_at, updated_at"
     }
 
     func rows(_ query: PostgresQuery) async throws -> [FileRow] {
         var result: [FileRow] = []
-        for try await (id, user, hash, filename, storage, data, meta, created, updated) in try await postgres.query(query, logger: logger)
-            .decode((String, String, String?, String, String, String, String, Int, Int).self)
-        {
+        for try await (id, user, hash, filename, storage, data, content, meta, created, updated) in try await postgres.query(
+            query, logger: logger
+        ).decode((String, String, String?, String, String, String, String?, String, Int, Int).self) {
+            var data = JSONValue.parse(data)?.objectValue ?? [:]
+            if let content { data["content"] = .string(content) }
             result.append(
                 FileRow(
                     id: id, userID: user, hash: hash, filename: filename, storageName: storage,
-                    data: JSONValue.parse(data)?.objectValue ?? [:], metaText: meta, createdAt: created, updatedAt: updated))
+                    data: data, metaText: meta, createdAt: created, updatedAt: updated))
         }
         return result
     }
@@ -95,22 +97,26 @@ struct FileStore: Sendable {
         }
     }
 
-    /// Merges `changes` into the file's `data` (and sets `hash` when given).
+    /// Merges `changes` into the file's `data` (and sets `hash` when given); a `content` string goes to its own
+    /// column.
     func updateData(_ id: String, _ changes: [String: JSONValue], hash: String?? = nil) async throws {
-        let now = Int(Date().timeIntervalSince1970)
-        if let hash {
-            try await postgres.query(
-                """
-                UPDATE files.files SET data = data || \(JSONValue.object(changes).jsonText)::jsonb, hash = \(hash),
-                    updated_at = \(now) WHERE id = \(id)
-                """, logger: logger)
-        } else {
-            try await postgres.query(
-                """
-                UPDATE files.files SET data = data || \(JSONValue.object(changes).jsonText)::jsonb, updated_at = \(now)
-                WHERE id = \(id)
-                """, logger: logger)
+        try await postgres.withConnection { connection in
+            try await Self.updateData(id, changes, hash: hash, on: connection, logger: logger)
         }
+    }
+
+    static func updateData(
+        _ id: String, _ changes: [String: JSONValue], hash: String?? = nil, on connection: PostgresConnection, logger: Logger
+    ) async throws {
+        var changes = changes
+        let content = changes.removeValue(forKey: "content")?.stringValue
+        let now = Int(Date().timeIntervalSince1970)
+        try await connection.query(
+            """
+            UPDATE files.files SET data = data || \(JSONValue.object(changes).jsonText)::jsonb,
+                content = coalesce(\(content), content), hash = CASE WHEN \(hash != nil) THEN \(hash ?? nil) ELSE hash END,
+                updated_at = \(now) WHERE id = \(id)
+            """, logger: logger)
     }
 
     /// Deletes rows and their bytes; one `file.deleted` event each.

@@ -346,12 +346,9 @@ struct FilesController {
         if let maxSize, form.content.utf8.count > maxSize * 1024 * 1024 { throw Self.tooLarge(maxSize) }
         let hash = SHA256.hash(data: Data(form.content.utf8)).map { String(format: "%02x", $0) }.joined()
         try await store.postgres.withTransaction(logger: logger) { connection in
-            let changes = JSONValue.object(["content": .string(form.content), "status": .string("completed"), "error": .null])
-            try await connection.query(
-                """
-                UPDATE files.files SET data = data || \(changes.jsonText)::jsonb, hash = \(hash),
-                    updated_at = \(Int(Date().timeIntervalSince1970)) WHERE id = \(row.id)
-                """, logger: logger)
+            try await FileStore.updateData(
+                row.id, ["content": .string(form.content), "status": .string("completed"), "error": .null], hash: .some(hash),
+                on: connection, logger: logger)
             try await store.outbox.enqueue(
                 Event(
                     type: "file.content_updated", actorID: user.userID,

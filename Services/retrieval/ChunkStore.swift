@@ -38,18 +38,25 @@ final class ChunkStore: Sendable {
         "[" + vector.map { String($0) }.joined(separator: ",") + "]"
     }
 
-    /// Makes the HNSW index (cosine) for embeddings of this dimension, once.
+    /// Makes the HNSW index (cosine) for embeddings of this dimension, once. A file's own collection
+    /// (`file-<id>`) stays out of it: such a collection is one document's chunks, searched exactly (through
+    /// `chunks_collection`) faster than through a graph, and keeping those chunks out of the graph spares every
+    /// upload the graph insert, the largest cost of ingestion. Knowledge bases and named collections are in it.
     func ensureIndex(dims: Int) async throws {
         guard dims > 0, dims <= 2000, !indexed.withLockedValue({ $0.contains(dims) }) else { return }
         try await postgres.query(
             PostgresQuery(
                 unsafeSQL: """
-                    CREATE INDEX IF NOT EXISTS chunks_embedding_\(dims) ON retrieval.chunks
+                    CREATE INDEX IF NOT EXISTS chunks_vectors_\(dims) ON retrieval.chunks
                     USING hnsw ((embedding::vector(\(dims))) vector_cosine_ops) WITH (m = 16, ef_construction = 32)
-                    WHERE dims = \(dims)
+                    WHERE dims = \(dims) AND \(Self.graphed)
                     """), logger: logger)
         indexed.withLockedValue { _ = $0.insert(dims) }
     }
+
+    /// The HNSW indexes' predicate besides the dimension; a query repeats it word for word so the planner can
+    /// use them.
+    static let graphed = "collection NOT LIKE 'file-%'"
 
     /// Stores chunks in `collection` (their embeddings first, when there is an engine).
     func add(_ chunks: [Chunk], collection: String, fileID: String?) async throws {
@@ -70,6 +77,42 @@ final class ChunkStore: Sendable {
                 \(vectors.map { $0.map(Self.vectorText) ?? "" })::text[], \(vectors.map { $0.map { String($0.count) } ?? "" })::text[])
                 AS c(id, text, metadata, embedding, dims)
             """, logger: logger)
+    }
+
+    /// Copies the chunks of `source` into `collection` when they are exactly `pieces` (same texts in order, same
+    /// metadata, which names the embedding engine and model) and each has an embedding when an engine is set.
+    /// False, copying nothing, otherwise.
+    func copy(from source: String, into collection: String, matching pieces: [Chunk]) async throws -> Bool {
+        guard !pieces.isEmpty else { return false }
+        let embedded = try await settings.current().embedder != nil
+        let dims = try await postgres.withTransaction(logger: logger) { connection -> Int?? in
+            var count = 0
+            var same = true
+            var dims: Int?
+            let rows = try await connection.query(
+                "SELECT text, metadata::text, dims FROM retrieval.chunks WHERE collection = \(source) ORDER BY seq",
+                logger: logger)
+            for try await (text, metadata, rowDims) in rows.decode((String, String, Int?).self) {
+                dims = rowDims
+                if count >= pieces.count || text != pieces[count].text || (rowDims != nil) != embedded
+                    || JSONValue.parse(metadata) != .object(pieces[count].metadata)
+                {
+                    same = false
+                }
+                count += 1
+            }
+            guard same, count == pieces.count else { return .none }
+            try await connection.query(
+                """
+                INSERT INTO retrieval.chunks (id, collection, file_id, text, metadata, embedding, dims)
+                SELECT gen_random_uuid()::text, \(collection), file_id, text, metadata, embedding, dims
+                FROM retrieval.chunks WHERE collection = \(source) ORDER BY seq
+                """, logger: logger)
+            return .some(dims)
+        }
+        guard let dims else { return false }
+        if let dims { try await ensureIndex(dims: dims) }
+        return true
     }
 
     func delete(collection: String, fileID: String? = nil) async throws {
@@ -100,27 +143,42 @@ final class ChunkStore: Sendable {
         return false
     }
 
+    /// The `limit` chunks of `collections` nearest to `vector`, by cosine similarity.
+    func nearest(_ vector: [Double], collections: [String], predicate: String, limit: Int) async throws -> [Hit] {
+        let dims = vector.count
+        let rows = try await postgres.query(
+            PostgresQuery(
+                unsafeSQL: """
+                    SELECT id, text, metadata::text, 1 - ((embedding::vector(\(dims))) <=> $1::vector(\(dims))) / 2
+                    FROM retrieval.chunks WHERE collection = ANY($2) AND dims = \(dims) AND \(predicate)
+                    ORDER BY (embedding::vector(\(dims))) <=> $1::vector(\(dims)) LIMIT \(limit)
+                    """,
+                binds: {
+                    var binds = PostgresBindings()
+                    binds.append(Self.vectorText(vector))
+                    binds.append(collections)
+                    return binds
+                }()), logger: logger)
+        var hits: [Hit] = []
+        for try await (id, text, metadata, score) in rows.decode((String, String, String, Double).self) {
+            hits.append(Hit(id: id, text: text, metadataText: metadata, score: score))
+        }
+        return hits
+    }
+
     /// The best `k` chunks of the collections for `query`.
     func search(_ query: String, collections: [String], k: Int) async throws -> [Hit] {
         let limit = max(1, min(k, 1000))
         var vectorHits: [Hit] = []
         if let embedder = try await settings.current().embedder, let vector = try await embedder.embed([query]).first, !vector.isEmpty {
-            let dims = vector.count
-            let rows = try await postgres.query(
-                PostgresQuery(
-                    unsafeSQL: """
-                        SELECT id, text, metadata::text, 1 - ((embedding::vector(\(dims))) <=> $1::vector(\(dims))) / 2
-                        FROM retrieval.chunks WHERE collection = ANY($2) AND dims = \(dims)
-                        ORDER BY (embedding::vector(\(dims))) <=> $1::vector(\(dims)) LIMIT \(limit)
-                        """,
-                    binds: {
-                        var binds = PostgresBindings()
-                        binds.append(Self.vectorText(vector))
-                        binds.append(collections)
-                        return binds
-                    }()), logger: logger)
-            for try await (id, text, metadata, score) in rows.decode((String, String, String, Double).self) {
-                vectorHits.append(Hit(id: id, text: text, metadataText: metadata, score: score))
+            // Files' own collections exactly, the others through their HNSW index; one ranking.
+            let files = collections.filter { $0.hasPrefix("file-") }
+            let others = collections.filter { !$0.hasPrefix("file-") }
+            for (group, predicate) in [(files, "TRUE"), (others, Self.graphed)] where !group.isEmpty {
+                vectorHits += try await nearest(vector, collections: group, predicate: predicate, limit: limit)
+            }
+            if !files.isEmpty && !others.isEmpty {
+                vectorHits = Array(vectorHits.sorted { $0.score > $1.score }.prefix(limit))
             }
         }
         var textHits: [Hit] = []

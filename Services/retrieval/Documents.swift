@@ -125,10 +125,12 @@ enum Chunker {
             blocks = []
         }
         for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines).filter { !$0.isASCII || $0 >= " " || $0 == "\t" }
-                .replacingOccurrences(of: "\t", with: "")
+            // Trimmed of white space (by scalar, as Foundation trims), then without ASCII control characters (tabs
+            // included). Standard library only: Foundation's string calls were most of this service's work.
+            var line = String(trimmedWhitespace(raw))
+            if line.utf8.contains(where: { $0 < 0x20 }) { line = line.filter { !($0.isASCII && $0 < " ") } }
             if line.hasPrefix("```") || line.hasPrefix("~~~") { inFence.toggle() }
-            if !inFence, line.range(of: "^#{1,6} ", options: .regularExpression) != nil {
+            if !inFence, isHeader(line) {
                 endSection()
                 block = [line]
                 continue
@@ -143,6 +145,30 @@ enum Chunker {
         return sections
     }
 
+    /// White space (Unicode's White_Space, the scalars of `CharacterSet.whitespacesAndNewlines`) cut from both ends.
+    static func trimmedWhitespace(_ text: Substring) -> Substring {
+        let scalars = text.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }) else { return text[text.endIndex...] }
+        let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })!
+        return Substring(scalars[first...last])
+    }
+
+    static func trimmedWhitespace(_ text: String) -> String { String(trimmedWhitespace(Substring(text))) }
+
+    /// A Markdown header line: one to six `#` and a space.
+    static func isHeader(_ line: String) -> Bool {
+        var hashes = 0
+        for byte in line.utf8 {
+            if byte == UInt8(ascii: "#") {
+                hashes += 1
+                if hashes > 6 { return false }
+            } else {
+                return hashes > 0 && byte == UInt8(ascii: " ")
+            }
+        }
+        return false
+    }
+
     /// Recursive character splitting: separators `\n\n`, `\n`, ` `, then characters; pieces merged up to `size`
     /// with up to `overlap` characters carried into the next chunk.
     static func split(_ text: String, size: Int, overlap: Int) -> [String] {
@@ -152,10 +178,13 @@ enum Chunker {
     static func recursive(_ text: String, separators: [String], size: Int, overlap: Int) -> [String] {
         var separator = separators.last ?? ""
         var rest: [String] = []
+        var parts: [Substring] = []
         for (index, candidate) in separators.enumerated() {
-            if candidate.isEmpty || text.contains(candidate) {
+            if candidate.isEmpty { separator = candidate; rest = []; break }
+            if text.contains(candidate) {
                 separator = candidate
                 rest = Array(separators.dropFirst(index + 1))
+                parts = text.split(separator: candidate, omittingEmptySubsequences: false)
                 break
             }
         }
@@ -164,8 +193,7 @@ enum Chunker {
         if separator.isEmpty {
             pieces = text.map(String.init)
         } else {
-            let parts = text.components(separatedBy: separator)
-            pieces = [parts[0]] + parts.dropFirst().map { separator + $0 }
+            pieces = [String(parts[0])] + parts.dropFirst().map { separator + $0 }
         }
         pieces = pieces.filter { !$0.isEmpty }
         var chunks: [String] = []
@@ -197,7 +225,7 @@ enum Chunker {
         let counts = pieces.map(\.count)
         for next in pieces.indices {
             if total + counts[next] > size, first < next {
-                let chunk = pieces[first..<next].joined().trimmingCharacters(in: .whitespacesAndNewlines)
+                let chunk = trimmedWhitespace(pieces[first..<next].joined())
                 if !chunk.isEmpty { chunks.append(chunk) }
                 while first < next, total > overlap || (total + counts[next] > size && total > 0) {
                     total -= counts[first]
@@ -206,7 +234,7 @@ enum Chunker {
             }
             total += counts[next]
         }
-        let chunk = pieces[first...].joined().trimmingCharacters(in: .whitespacesAndNewlines)
+        let chunk = trimmedWhitespace(pieces[first...].joined())
         if !chunk.isEmpty { chunks.append(chunk) }
         return chunks
     }
@@ -219,7 +247,9 @@ enum Chunker {
             var searchFrom = section.startIndex
             var offset = 0
             for chunk in split(section, size: size, overlap: overlap) {
-                if let range = section.range(of: chunk, range: searchFrom..<section.endIndex) {
+                // Foundation's search only where the standard library's (by whole characters) finds nothing: a chunk
+                // that starts with a combining mark split from its base.
+                if let range = section[searchFrom...].firstRange(of: chunk) ?? section.range(of: chunk, range: searchFrom..<section.endIndex) {
                     offset += section.distance(from: searchFrom, to: range.lowerBound)
                     result.append((chunk, offset))
                     searchFrom = section.index(after: range.lowerBound)

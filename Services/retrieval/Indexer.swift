@@ -147,7 +147,11 @@ struct Indexer: Sendable {
         if try await chunks.duplicate(hash: Self.sha256(content), collection: knowledgeID, fileID: fileID) {
             throw APIError(.badRequest, "400: " + Self.duplicate)
         }
-        try await chunks.add(try await chunked(fileID: fileID, text: content), collection: knowledgeID, fileID: fileID)
+        // The file's own chunks, when they were cut from this text and embedded as the engine embeds now, are the
+        // same rows: copied, not cut and embedded again.
+        let pieces = try await chunked(fileID: fileID, text: content)
+        if try await chunks.copy(from: "file-" + fileID, into: knowledgeID, matching: pieces) { return }
+        try await chunks.add(pieces, collection: knowledgeID, fileID: fileID)
     }
 
     func addToKnowledge(fileID: String, knowledgeID: String, userID: String) async throws {

@@ -4,6 +4,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import NIOFoundationCompat
 import NIOHTTP1
 
 public struct Embedder: Sendable {
@@ -70,31 +71,37 @@ public struct Embedder: Sendable {
             logger.warning("embedding request failed", metadata: ["url": "\(url)", "error": "\(error)"])
             throw Self.failed
         }
-        guard status == .ok, let json = JSONValue.parse(String(buffer: data)) else {
+        // Decoded straight into numbers: a general JSON value per number cost more than the request itself.
+        let decoded: [[Double]]?
+        if status == .ok {
+            switch engine {
+            case .openai:
+                decoded = (try? JSONDecoder().decode(OpenAIEmbeddings.self, from: Data(buffer: data)))
+                    .map { body in body.data.enumerated().sorted { ($0.element.index ?? $0.offset) < ($1.element.index ?? $1.offset) }.map(\.element.embedding) }
+            case .ollama:
+                decoded = (try? JSONDecoder().decode(OllamaEmbeddings.self, from: Data(buffer: data)))?.embeddings
+            }
+        } else {
+            decoded = nil
+        }
+        guard let result = decoded else {
             logger.warning(
                 "embedding engine refused", metadata: ["url": "\(url)", "status": "\(status.code)", "body": "\(String(buffer: data).prefix(200))"])
             throw Self.failed
         }
-        let vectors: [JSONValue]
-        switch engine {
-        case .openai:
-            guard case .array(let items)? = json["data"] else { throw Self.failed }
-            vectors = items.compactMap { $0["embedding"] }
-        case .ollama:
-            guard case .array(let items)? = json["embeddings"] else { throw Self.failed }
-            vectors = items
-        }
-        let result = vectors.map { vector -> [Double] in
-            guard case .array(let numbers) = vector else { return [] }
-            return numbers.compactMap {
-                switch $0 {
-                case .double(let value): value
-                case .int(let value): Double(value)
-                default: nil
-                }
-            }
-        }
         guard result.count == texts.count, result.allSatisfy({ !$0.isEmpty }) else { throw Self.failed }
         return result
     }
+}
+
+private struct OpenAIEmbeddings: Decodable {
+    struct Item: Decodable {
+        var embedding: [Double]
+        var index: Int?
+    }
+    var data: [Item]
+}
+
+private struct OllamaEmbeddings: Decodable {
+    var embeddings: [[Double]]
 }

@@ -171,6 +171,30 @@ def test_hybrid_search_with_embeddings(make_stack):
         assert hits["distances"][0][0] >= hits["distances"][0][-1]
         assert "openai" in hits["metadatas"][0][0]["embedding_config"]
 
+        # Into a knowledge base: the file's chunks (text, metadata, embedding) are copied, not embedded again, and
+        # the knowledge base's chunks are in the HNSW graph, the file's own are not (searched exactly).
+        kb = expect_ok(s.post(f"{KNOWLEDGE}/create", admin["token"], json={"name": "Fruit", "description": ""}))
+        before = len([r for r in provider.requests if r["path"].endswith("/embeddings")])
+        expect_ok(s.post(f"{KNOWLEDGE}/{kb['id']}/file/add", admin["token"], json={"file_id": f["id"]}))
+        assert len([r for r in provider.requests if r["path"].endswith("/embeddings")]) == before
+        db = s.env["DATABASE_URL"]
+        same = psql(f"""SELECT count(*) FROM retrieval.chunks k JOIN retrieval.chunks c ON c.collection = 'file-{f["id"]}'
+                        AND c.text = k.text AND c.metadata = k.metadata AND c.embedding = k.embedding
+                        WHERE k.collection = '{kb["id"]}'""", url=db)
+        assert int(same.strip()) == len(hits["documents"][0]) == 3
+        hits = expect_ok(s.post(f"{RETRIEVAL}/query/collection", admin["token"],
+                                json={"collection_names": [kb["id"]], "query": "where do bananas grow", "k": 1}))
+        assert "Bananas" in hits["documents"][0][0]
+        index = psql("SELECT indexname || ' ' || indexdef FROM pg_indexes WHERE schemaname = 'retrieval' "
+                     "AND indexdef LIKE '%hnsw%'", url=db).strip()
+        assert index.startswith("chunks_vectors_") and "(collection !~~ 'file-%'::text)" in index, index
+        dims = index.split()[0].removeprefix("chunks_vectors_")
+        plan = psql(f"""SET enable_seqscan = off; EXPLAIN SELECT id FROM retrieval.chunks
+                        WHERE collection = ANY(ARRAY['{kb["id"]}']) AND dims = {dims} AND collection NOT LIKE 'file-%'
+                        ORDER BY (embedding::vector({dims})) <=> (SELECT embedding FROM retrieval.chunks LIMIT 1)::vector({dims})
+                        LIMIT 3""", url=db)
+        assert f"chunks_vectors_{dims}" in plan, plan
+
 
 @pytest.mark.slow
 def test_a_replica_killed_mid_processing(make_stack):
