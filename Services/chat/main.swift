@@ -71,15 +71,15 @@ let usageRecorder = UsageRecorder(postgres: runtime.postgres, logger: runtime.lo
 let providerRelay = ProviderRelay(
     client: httpClient, usage: usageRecorder, logger: runtime.logger,
     timeout: env.string("AIOHTTP_CLIENT_TIMEOUT").flatMap { Int64($0) }.map { TimeAmount.seconds($0) })
+let rag = RAG(
+    client: httpClient, baseURL: env.string("SKIFF_RETRIEVAL_URL", default: "http://127.0.0.1:8084"),
+    internalSecret: config.internalSecret)
 let chatTasks = ChatTasks(
-    history: history, relay: providerRelay, registry: registry, redis: runtime.redis, logger: runtime.logger,
+    history: history, relay: providerRelay, registry: registry, rag: rag, redis: runtime.redis, logger: runtime.logger,
     taskModel: env.string("TASK_MODEL"), taskModelExternal: env.string("TASK_MODEL_EXTERNAL"))
 let modelsController = ModelsController(registry: registry, policies: policies, owners: OwnerLookup(auth: auth))
 router.addRoutes(modelsController.listRoutes, atPath: "/api/models")
 router.addRoutes(modelsController.routes, atPath: "/api/v1/models")
-let rag = RAG(
-    client: httpClient, baseURL: env.string("SKIFF_RETRIEVAL_URL", default: "http://127.0.0.1:8084"),
-    internalSecret: config.internalSecret)
 let completions = CompletionsController(
     registry: registry, settings: providerSettings, relay: providerRelay, tasks: chatTasks, rag: rag)
 router.addRoutes(completions.routes, atPath: "/api/chat")

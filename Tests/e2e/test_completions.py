@@ -578,3 +578,103 @@ def test_files_and_collections_reach_the_provider(mstack, madmin, provider):
         "id": "fake-gpt", "access_grants": [{"principal_type": "user", "principal_id": "*", "permission": "read"}]}))
     body = expect_ok(chat(mstack, other["token"], "fake-gpt", "codeword?", stream=False, files=[{"type": "file", "id": f["id"]}]))
     assert "sources" not in body and last_chat_request(provider)["body"]["messages"][-1]["content"] == "codeword?"
+
+
+def _webapp_turn(sock, model, *, text, user_id, answer_id, parent_id, chat_id=None, system=None, **extra):
+    """A `POST /api/chat/completions` body as the 0.12.4 web app sends it for a stored chat: no history in
+    `messages` (only the system prompt when one is set), the new user message in `user_message`."""
+    body = {
+        "stream": True, "model": model, "params": {"model_controls": {}}, "tool_ids": [], "tool_servers": [],
+        "features": {"voice": False, "image_generation": False, "code_interpreter": False, "web_search": False},
+        "variables": {"{{USER_NAME}}": "Admin", "{{USER_LANGUAGE}}": "en-US"},
+        "model_item": {"id": model, "name": model, "owned_by": "openai"}, "session_id": sock.sid, "id": answer_id,
+        "parent_id": parent_id,
+        "user_message": {"id": user_id, "parentId": parent_id, "childrenIds": [answer_id], "role": "user",
+                         "content": text, "timestamp": int(time.time()), "models": [model]},
+        "background_tasks": {"follow_up_generation": True}, **extra,
+    }
+    if system is not None:
+        body["messages"] = [{"role": "system", "content": system}]
+    if chat_id is not None:
+        body["chat_id"] = chat_id
+    return body
+
+
+def _answered(s, token, chat_id, answer_id):
+    def done():
+        message = expect_ok(s.get(f"/api/v1/chats/{chat_id}", token))["chat"]["history"]["messages"][answer_id]
+        assert message["done"] is True
+        return message
+    return until(done)
+
+
+def _conversation_sent(provider, since: int) -> list:
+    """The messages of the one completion (not a title or follow-up prompt) the provider got after `since`."""
+    sent = [r["body"] for r in provider.chat_requests()[since:]
+            if "<chat_history>" not in json.dumps(r["body"].get("messages"))]
+    assert len(sent) == 1, sent
+    return sent[0]["messages"]
+
+
+def test_task_mode_replays_the_stored_conversation(mstack, madmin, provider, clients):
+    token = madmin["token"]
+    sock = clients(mstack, token=token, join_token=token)
+    until(lambda: sock.join_acks)
+    system = {"role": "system", "content": "Answer briefly."}
+    user1 = {"role": "user", "content": "First question"}
+    answer = {"role": "assistant", "content": "Hello from fakeai."}
+
+    # A new chat: no chat id, a null parent; the conversation is the system prompt and the user's message.
+    before = len(provider.chat_requests())
+    first = expect_ok(mstack.post("/api/chat/completions", token, json=_webapp_turn(
+        sock, "fake-gpt", text="First question", user_id="u1", answer_id="a1", parent_id=None, system="Answer briefly.",
+        background_tasks={"title_generation": True, "tags_generation": False, "follow_up_generation": True})))
+    chat_id = first["chat_id"]
+    _answered(mstack, token, chat_id, "a1")
+    assert _conversation_sent(provider, before) == [system, user1]
+
+    # The next turn sends only the system prompt: the provider still gets the whole conversation, in order,
+    # with nothing of Open WebUI's own (ids, output, usage, model, meta) in any message.
+    before = len(provider.chat_requests())
+    expect_ok(mstack.post("/api/chat/completions", token, json=_webapp_turn(
+        sock, "fake-gpt", text="Second question", user_id="u2", answer_id="a2", parent_id="a1", chat_id=chat_id,
+        system="Answer briefly.")))
+    _answered(mstack, token, chat_id, "a2")
+    user2 = {"role": "user", "content": "Second question"}
+    assert _conversation_sent(provider, before) == [system, user1, answer, user2]
+
+    # No `messages` at all, and history the client sends is ignored: the stored chain wins.
+    before = len(provider.chat_requests())
+    expect_ok(mstack.post("/api/chat/completions", token, json=_webapp_turn(
+        sock, "fake-gpt", text="Third question", user_id="u3", answer_id="a3", parent_id="a2", chat_id=chat_id)))
+    _answered(mstack, token, chat_id, "a3")
+    user3 = {"role": "user", "content": "Third question"}
+    assert _conversation_sent(provider, before) == [user1, answer, user2, answer, user3]
+
+    # Regenerating the third answer as a sibling: the stored user message is read back, not the siblings.
+    before = len(provider.chat_requests())
+    expect_ok(mstack.post("/api/chat/completions", token, json=_webapp_turn(
+        sock, "fake-gpt", text="Third question", user_id="u3", answer_id="a3b", parent_id="a2", chat_id=chat_id,
+        regeneration_message_id="a3", regeneration_prompt="Shorter, please.")))
+    _answered(mstack, token, chat_id, "a3b")
+    assert _conversation_sent(provider, before) == [
+        user1, answer, user2, answer, user3, answer, {"role": "user", "content": "Shorter, please."}]
+
+
+def test_task_mode_documents_answer_the_stored_question(mstack, madmin, provider, clients):
+    from test_retrieval import CODEWORD, processed, upload
+
+    token = madmin["token"]
+    sock = clients(mstack, token=token, join_token=token)
+    until(lambda: sock.join_acks)
+    f = upload(mstack, madmin)
+    processed(mstack, madmin, f["id"])
+    before = len(provider.chat_requests())
+    body = expect_ok(mstack.post("/api/chat/completions", token, json=_webapp_turn(
+        sock, "fake-gpt", text="What is the secret codeword?", user_id="u1", answer_id="a1", parent_id=None,
+        files=[{"type": "file", "id": f["id"]}])))
+    assert _answered(mstack, token, body["chat_id"], "a1")["sources"][0]["source"]["id"] == f["id"]
+    sent = _conversation_sent(provider, before)
+    assert len(sent) == 1 and set(sent[0]) == {"role", "content"} and sent[0]["role"] == "user"
+    assert sent[0]["content"].startswith("### Task:") and sent[0]["content"].endswith("</context>\n\nWhat is the secret codeword?")
+    assert CODEWORD.strip() in sent[0]["content"]

@@ -16,6 +16,7 @@ final class ChatTasks: Sendable {
     let history: ChatHistory
     let relay: ProviderRelay
     let registry: ModelRegistry
+    let rag: RAG
     let redis: RedisClient
     let logger: Logger
     /// `TASK_MODEL` (for local models) and `TASK_MODEL_EXTERNAL` (others): what writes titles; the chat's model
@@ -36,12 +37,13 @@ final class ChatTasks: Sendable {
     static func eventsKey(_ taskID: String) -> String { "skiff:task:" + taskID + ":events" }
 
     init(
-        history: ChatHistory, relay: ProviderRelay, registry: ModelRegistry, redis: RedisClient, logger: Logger,
+        history: ChatHistory, relay: ProviderRelay, registry: ModelRegistry, rag: RAG, redis: RedisClient, logger: Logger,
         taskModel: String?, taskModelExternal: String?
     ) {
         self.history = history
         self.relay = relay
         self.registry = registry
+        self.rag = rag
         self.redis = redis
         self.logger = logger
         self.taskModel = taskModel
@@ -50,10 +52,11 @@ final class ChatTasks: Sendable {
 
     static let invalidID = APIError(.conflict, "Message already exists or has an invalid ID.")
 
-    /// Creates or continues the chat, starts the task and answers `{status, task_ids, chat_id}` at once.
+    /// Creates or continues the chat, starts the task and answers `{status, task_ids, chat_id}` at once. The
+    /// provider gets the conversation read back from the chat once it holds the user's message (the web app
+    /// sends none), with the documents' context for its last question.
     func start(
-        body: [String: JSONValue], entry: ModelEntry, base: BaseModel, settings: ProviderSettings, user: Identity, session: String,
-        sources: String? = nil
+        body: [String: JSONValue], entry: ModelEntry, base: BaseModel, settings: ProviderSettings, user: Identity, session: String
     ) async throws -> Response {
         let existing = body["chat_id"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
         let chatID = existing ?? UUID().uuidString.lowercased()
@@ -63,7 +66,7 @@ final class ChatTasks: Sendable {
             if existing != nil { throw Self.invalidID }
             return Self.accepted([], chatID: chatID)
         }
-        let prepared = try ProviderRequest.make(body: body, entry: entry, base: base, settings: settings, user: user)
+        try ProviderRequest.checkConnection(base, settings: settings)
         let taskID = UUID().uuidString.lowercased()
         let now = ChatHistory.now()
         let model = entry.id
@@ -73,6 +76,7 @@ final class ChatTasks: Sendable {
             "modelIdx": body["model_item"]?["modelIdx"] ?? .null, "meta": .object(["task_id": .string(taskID)]),
         ]
         var folderID: String?
+        let messages: [JSONValue]?
         if existing == nil {
             var chat: [String: JSONValue] = [
                 "id": .string(chatID), "title": .string("New Chat"), "models": .array([.string(model)]), "files": .array([]),
@@ -87,6 +91,7 @@ final class ChatTasks: Sendable {
                 ChatDocument.upsertMessage(&chat, id: id, fields: message, now: now)
             }
             ChatDocument.upsertMessage(&chat, id: messageID, fields: assistant, now: now)
+            messages = MessageReplay.messages(for: body, chat: chat)
             folderID = body["folder_id"]?.stringValue
             if let folder = folderID {
                 let owned = try await history.transaction { connection in
@@ -99,7 +104,7 @@ final class ChatTasks: Sendable {
                 pinned: false, archived: false, shareID: nil, currentMessageID: messageID, createdAt: now, updatedAt: now)
             _ = try await history.create(row, actor: user.userID, lastReadAt: now)
         } else {
-            folderID = try await history.transaction { connection -> String? in
+            (folderID, messages) = try await history.transaction { connection -> (String?, [JSONValue]?) in
                 guard var row = try await history.chats.lock(id: chatID, userID: user.userID, document: true, on: connection) else {
                     throw APIError.notFound
                 }
@@ -119,9 +124,14 @@ final class ChatTasks: Sendable {
                 row.updatedAt = now
                 try await history.chats.save(row, answering: false, on: connection)
                 try await history.publishChat("chat.updated", chatID: chatID, ownerID: user.userID, actor: user.userID, on: connection)
-                return row.folderID
+                return (row.folderID, MessageReplay.messages(for: body, chat: row.chat))
             }
         }
+        var request = body
+        if let messages { request["messages"] = .array(messages) }
+        let sources = await rag.sourcesOrNone(for: request, user: user)
+        if let sources { RAG.apply(sources.value, to: &request) }
+        let prepared = try ProviderRequest.make(body: request, entry: entry, base: base, settings: settings, user: user)
         let emitter = TaskEmitter(
             bus: history.realtime, redis: redis, logger: logger, userID: user.userID, chatID: chatID, messageID: messageID,
             taskID: taskID)
@@ -138,7 +148,7 @@ final class ChatTasks: Sendable {
         await emitter.emit("chat:active", .object(["active": .bool(true), "folder_id": folder]))
         let job = Job(
             prepared: prepared, entry: entry, user: user, emitter: emitter, folder: folder,
-            backgroundTasks: body["background_tasks"]?.objectValue ?? [:], userMessageID: userMessageID, sources: sources)
+            backgroundTasks: body["background_tasks"]?.objectValue ?? [:], userMessageID: userMessageID, sources: sources?.text)
         // Registered before it can run, so a stop that comes at once finds it and its end finds the entry.
         running.withLockedValue { $0[taskID] = Task { await self.run(job) } }
         return Self.accepted([taskID], chatID: chatID)

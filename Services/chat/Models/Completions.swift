@@ -200,14 +200,14 @@ struct CompletionsController {
         guard let modelID = body["model"]?.stringValue else { throw ModelRegistry.notFound }
         let (entry, base) = try await registry.resolve(modelID, for: user)
         let current = try await settings.current()
-        let sources = await rag.sourcesOrNone(for: body, user: user)
-        if let sources { RAG.apply(sources.value, to: &body) }
         if let session = body["session_id"]?.stringValue, !session.isEmpty,
             (body["chat_id"]?.stringValue.map { !$0.isEmpty } ?? false) || (body.keys.contains("parent_id") && body["parent_id"] == .null)
         {
-            return try await tasks.start(
-                body: body, entry: entry, base: base, settings: current, user: user, session: session, sources: sources?.text)
+            return try await tasks.start(body: body, entry: entry, base: base, settings: current, user: user, session: session)
         }
+        if let messages = MessageReplay.messages(for: body) { body["messages"] = .array(messages) }
+        let sources = await rag.sourcesOrNone(for: body, user: user)
+        if let sources { RAG.apply(sources.value, to: &body) }
         let prepared = try ProviderRequest.make(body: body, entry: entry, base: base, settings: current, user: user)
         return try await relay.respond(prepared, user: user, sources: sources?.text)
     }

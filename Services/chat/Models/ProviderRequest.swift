@@ -54,6 +54,22 @@ struct ProviderRequest: Sendable {
 
     static let floatParams: Set<String> = ["temperature", "top_p", "min_p", "frequency_penalty", "presence_penalty"]
 
+    static let openAIDisabled = APIError(.serviceUnavailable, "OpenAI API is disabled")
+    static let ollamaDisabled = APIError(.serviceUnavailable, "The Ollama API is disabled. Please enable it to use this feature.")
+
+    /// Throws what `make` would for a model whose connection is switched off or gone, so task mode can refuse
+    /// before it stores anything.
+    static func checkConnection(_ base: BaseModel, settings: ProviderSettings) throws {
+        switch base.source {
+        case .openAI(let index):
+            guard settings.enableOpenAI == true, index < settings.openAI.count else { throw openAIDisabled }
+        case .ollama(let indexes):
+            guard settings.enableOllama == true, !indexes.isEmpty, indexes.allSatisfy({ $0 < settings.ollama.count }) else {
+                throw ollamaDisabled
+            }
+        }
+    }
+
     /// Builds the provider request for `body` sent to `entry`, which resolves to `base`.
     static func make(
         body original: [String: JSONValue], entry: ModelEntry, base: BaseModel, settings: ProviderSettings, user: Identity,
@@ -75,7 +91,7 @@ struct ProviderRequest: Sendable {
         case .openAI(let index):
             let connections = settings.openAI
             guard settings.enableOpenAI == true, index < connections.count else {
-                throw APIError(.serviceUnavailable, "OpenAI API is disabled")
+                throw openAIDisabled
             }
             let connection = connections[index]
             for (key, value) in params where body[key] == nil {
@@ -98,7 +114,7 @@ struct ProviderRequest: Sendable {
         case .ollama(let indexes):
             let connections = settings.ollama
             guard settings.enableOllama == true, let index = indexes.randomElement(), index < connections.count else {
-                throw APIError(.serviceUnavailable, "The Ollama API is disabled. Please enable it to use this feature.")
+                throw ollamaDisabled
             }
             let connection = connections[index]
             var options = body["options"]?.objectValue ?? [:]
