@@ -69,7 +69,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "Gateway",
-            dependencies: serviceDependencies + [
+            dependencies: serviceDependencies + ["CZlib",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -145,9 +145,51 @@ secret_file() {
   cat "$file"
 }
 
+# The stock Open WebUI 0.12.4 web app, from its official wheel on PyPI (unmodified): only `frontend/`, `static/`
+# and CHANGELOG.md are unpacked, into .data/webui, once. FRONTEND_BUILD_DIR / STATIC_DIR name a build the
+# operator already has instead.
+WEBUI_VERSION="0.12.4"
+ensure_webui() {
+  if [ -n "${FRONTEND_BUILD_DIR:-}" ] && [ -f "$FRONTEND_BUILD_DIR/index.html" ]; then return 0; fi
+  [ -f "$DATA/webui/frontend/index.html" ] && return 0
+  log "fetching the Open WebUI $WEBUI_VERSION web app from PyPI (once; about 110 MB)"
+  local work
+  work="$(mktemp -d)"
+  if ! python3 -m pip download -q --no-deps "open-webui==$WEBUI_VERSION" -d "$work"; then
+    log "WARNING: could not download open-webui==$WEBUI_VERSION; the gateway serves the API only"
+    rm -rf "$work"
+    return 0
+  fi
+  rm -rf "$DATA/webui.partial"
+  python3 - "$work"/open_webui-*.whl "$DATA/webui.partial" <<'PY'
+import sys, zipfile, shutil, os
+wheel, dest = sys.argv[1], sys.argv[2]
+wanted = {"open_webui/frontend/": "frontend/", "open_webui/static/": "static/"}
+with zipfile.ZipFile(wheel) as archive:
+    for info in archive.infolist():
+        name = info.filename
+        target = None
+        for prefix, folder in wanted.items():
+            if name.startswith(prefix) and not name.endswith("/"):
+                target = folder + name[len(prefix):]
+        if name == "open_webui/CHANGELOG.md":
+            target = "CHANGELOG.md"
+        if target is None or ".." in target.split("/"):
+            continue
+        path = os.path.join(dest, target)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with archive.open(info) as source, open(path, "wb") as out:
+            shutil.copyfileobj(source, out)
+PY
+  rm -rf "$DATA/webui" && mv "$DATA/webui.partial" "$DATA/webui"
+  rm -rf "$work"
+}
+
 export_runtime_env() {
   export DATABASE_URL="${DATABASE_URL:-postgresql://postgres@127.0.0.1:$PG_PORT/skiff}"
   export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
   export WEBUI_SECRET_KEY="${WEBUI_SECRET_KEY:-$(secret_file secret_key)}"
   export SKIFF_INTERNAL_SECRET="${SKIFF_INTERNAL_SECRET:-$(secret_file internal_secret)}"
+  export FRONTEND_BUILD_DIR="${FRONTEND_BUILD_DIR:-$DATA/webui/frontend}"
+  export STATIC_DIR="${STATIC_DIR:-$DATA/webui/static}"
 }

@@ -19,6 +19,9 @@ struct GatewayResponder: HTTPResponder {
     let cache: PrincipalCache
     let realtime: RealtimeRoutes
     let activity: ActivityLog
+    let webApp: WebApp
+    /// `/api/changelog`, read once at start.
+    let changelog: String
     let logger: Logger
 
     static let processTime = HTTPField.Name("X-Process-Time")!
@@ -27,7 +30,7 @@ struct GatewayResponder: HTTPResponder {
         let start = ContinuousClock.now
         var response: Response
         do {
-            response = try await handle(request)
+            response = try await handle(request, context: context)
         } catch {
             response = ErrorMiddleware<Context>.render(
                 error, request: request, logger: logger, knownRoutes: KnownRoutes([]))
@@ -44,7 +47,7 @@ struct GatewayResponder: HTTPResponder {
         return "\(micros / 1_000_000)." + String(repeating: "0", count: 6 - fraction.count) + fraction
     }
 
-    private func handle(_ request: Request) async throws -> Response {
+    private func handle(_ request: Request, context: Context) async throws -> Response {
         if let preflight = cors.preflight(request) { return preflight }
         let path = RouteMap.canonical(request.uri.path)
         switch (request.method, path) {
@@ -56,6 +59,18 @@ struct GatewayResponder: HTTPResponder {
             return try JSONResponse.make(["version": SkiffVersion.openWebUI, "deployment_id": ""])
         case (.get, "/openapi.json"):
             return try JSONResponse.make(await openAPI.build())
+        case (.get, "/api/changelog"):
+            return JSONResponse.text(changelog)
+        case (.get, "/api/version/updates"), (.get, "/api/v1/terminals"), (.get, "/api/v1/terminals/"), (.get, "/api/v1/channels"),
+            (.get, "/api/v1/channels/"):
+            // Signed-in, not pending. No update check (ENABLE_VERSION_UPDATE_CHECK is off), no terminal servers, and
+            // no channels yet (the list the web app's sidebar asks for is empty).
+            guard let caller = try await authenticator.identify(request, path: path) else { throw APIError.notAuthenticated }
+            guard caller.role != "pending" else { throw APIError(.unauthorized, ErrorText.accessProhibited) }
+            if path == "/api/version/updates" {
+                return try JSONResponse.make(["current": SkiffVersion.openWebUI, "latest": SkiffVersion.openWebUI])
+            }
+            return JSONResponse.text("[]")
         case (.get, "/docs"):
             return Response(
                 status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
@@ -63,7 +78,10 @@ struct GatewayResponder: HTTPResponder {
         default:
             break
         }
-        guard let upstream = RouteMap.upstream(for: path) else { throw APIError(.notFound, "Not Found") }
+        guard let upstream = RouteMap.upstream(for: path) else {
+            if !WebApp.isAPI(path), let page = try await webApp.respond(to: request, context: context) { return page }
+            throw APIError(.notFound, "Not Found")
+        }
         if let length = request.headers[.contentLength].flatMap(Int.init), length > config.maxBodySize {
             throw APIError.bodyTooLarge
         }

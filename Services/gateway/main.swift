@@ -23,6 +23,10 @@ clientConfiguration.tracing.tracer = nil
 let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
 
 let cache = PrincipalCache()
+let webApp = WebApp()
+if !webApp.available {
+    logger.notice("no web app build: set FRONTEND_BUILD_DIR (./scripts/run unpacks Open WebUI's)", metadata: ["dir": "\(webApp.buildDirectory)"])
+}
 let activity = ActivityLog(redis: redis, logger: logger)
 let realtimeRoutes = RealtimeRoutes(redis: redis, fallback: config.upstreams[.realtime]!)
 let authLookup = AuthLookup(client: httpClient, baseURL: config.upstreams[.auth]!, internalSecret: config.service.internalSecret)
@@ -37,7 +41,8 @@ let responder = GatewayResponder(
         longHeadTimeout: .seconds(config.longUpstreamTimeout)),
     cors: CORSPolicy(allowedOrigins: config.corsAllowOrigins),
     openAPI: OpenAPIDocument(client: httpClient, upstreams: config.upstreams, internalSecret: config.service.internalSecret),
-    cache: cache, realtime: realtimeRoutes, activity: activity, logger: logger)
+    cache: cache, realtime: realtimeRoutes, activity: activity, webApp: webApp,
+    changelog: Changelog.json(at: webApp.buildDirectory + "/../CHANGELOG.md"), logger: logger)
 
 let follower = StreamFollower(redis: streamRedis, stream: EventStream.auth, logger: logger) { event in
     cache.apply(event: event)

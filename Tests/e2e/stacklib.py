@@ -393,6 +393,9 @@ class Stack:
                 # No outside providers unless a test brings its fake one (CI has no network to reach them).
                 "ENABLE_OPENAI_API": "false",
                 "ENABLE_OLLAMA_API": "false",
+                # The stock web app that the set-up unpacks (served by the gateway when it is there).
+                "FRONTEND_BUILD_DIR": os.environ.get("FRONTEND_BUILD_DIR") or str(REPO / ".data" / "webui" / "frontend"),
+                "STATIC_DIR": os.environ.get("STATIC_DIR") or str(REPO / ".data" / "webui" / "static"),
             }
             for svc in BACKENDS:
                 env[f"SKIFF_{svc.upper()}_URL"] = f"http://127.0.0.1:{self.ports[svc]}"

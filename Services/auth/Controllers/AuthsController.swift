@@ -20,6 +20,7 @@ struct AuthsController {
         routes.post("update/profile", use: updateProfile)
         routes.post("update/password", use: updatePassword)
         routes.post("update/timezone", use: updateTimezone)
+        routes.get("mfa/status", use: mfaStatus)
         routes.post("add", use: addUser)
         routes.get("admin/details", use: adminDetails)
         routes.get("admin/config", use: getAdminConfig)
@@ -304,6 +305,12 @@ struct AuthsController {
         let form = try await Self.body(TimezoneForm.self, request)
         try await accounts.users.setTimezone(form.timezone, userID: identity.userID)
         return Encoded(["status": true])
+    }
+
+    /// Skiff has no second factor: MFA is never enabled nor required (the original with `ENABLE_MFA` off).
+    @Sendable func mfaStatus(_ request: Request, context: ServiceRequestContext) async throws -> Response {
+        _ = try context.requireHumanSession()
+        return JSONResponse.text(OrderedJSON.object([("enabled", .bool(false)), ("required", .bool(false)), ("recovery_codes_remaining", .int(0))]))
     }
 
     /// Changes the password; every token issued before stops working (the session stamp rotates).
