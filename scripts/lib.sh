@@ -185,6 +185,18 @@ PY
   rm -rf "$work"
 }
 
+# For the browser test: Debian's chromium, driven by Playwright for Python (never `playwright install`, which
+# downloads a browser of its own).
+PLAYWRIGHT_VERSION="1.65.2"
+ensure_browser() {
+  if [ ! -x /usr/lib/chromium/chromium ]; then
+    log "installing chromium (for the browser test)"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+  fi
+  python3 -c 'import playwright' 2>/dev/null || python3 -m pip install -q "playwright==$PLAYWRIGHT_VERSION"
+}
+
 export_runtime_env() {
   export DATABASE_URL="${DATABASE_URL:-postgresql://postgres@127.0.0.1:$PG_PORT/skiff}"
   export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
