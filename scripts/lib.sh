@@ -151,17 +151,21 @@ secret_file() {
 WEBUI_VERSION="0.12.4"
 ensure_webui() {
   if [ -n "${FRONTEND_BUILD_DIR:-}" ] && [ -f "$FRONTEND_BUILD_DIR/index.html" ]; then return 0; fi
-  [ -f "$DATA/webui/frontend/index.html" ] && return 0
+  if [ -f "$DATA/webui/frontend/index.html" ] && [ "$(cat "$DATA/webui/VERSION" 2>/dev/null)" = "$WEBUI_VERSION" ]; then
+    return 0
+  fi
   log "fetching the Open WebUI $WEBUI_VERSION web app from PyPI (once; about 110 MB)"
-  local work
+  local work wheel
   work="$(mktemp -d)"
-  if ! python3 -m pip download -q --no-deps "open-webui==$WEBUI_VERSION" -d "$work"; then
+  python3 -m pip download -q --no-deps --only-binary=:all: "open-webui==$WEBUI_VERSION" -d "$work" || true
+  wheel="$(find "$work" -maxdepth 1 -name 'open_webui-*.whl' | head -n 1)"
+  if [ -z "$wheel" ]; then
     log "WARNING: could not download open-webui==$WEBUI_VERSION; the gateway serves the API only"
     rm -rf "$work"
     return 0
   fi
   rm -rf "$DATA/webui.partial"
-  python3 - "$work"/open_webui-*.whl "$DATA/webui.partial" <<'PY'
+  python3 - "$wheel" "$DATA/webui.partial" <<'PY'
 import sys, zipfile, shutil, os
 wheel, dest = sys.argv[1], sys.argv[2]
 wanted = {"open_webui/frontend/": "frontend/", "open_webui/static/": "static/"}
@@ -181,6 +185,7 @@ with zipfile.ZipFile(wheel) as archive:
         with archive.open(info) as source, open(path, "wb") as out:
             shutil.copyfileobj(source, out)
 PY
+  echo "$WEBUI_VERSION" > "$DATA/webui.partial/VERSION"
   rm -rf "$DATA/webui" && mv "$DATA/webui.partial" "$DATA/webui"
   rm -rf "$work"
 }

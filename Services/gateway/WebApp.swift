@@ -69,23 +69,21 @@ struct WebApp: Sendable {
         if relative.hasPrefix("static/") {
             let name = String(relative.dropFirst("static/".count))
             for root in [staticDirectory, buildDirectory + "/static"] {
-                if let file = Self.regularFile(root + "/" + name) {
+                if let file = Self.regularFile(name, in: root) {
                     return try await serve(file, path: path, request: request, context: context)
                 }
             }
             throw APIError(.notFound, "Not Found")
         }
-        if !relative.isEmpty, let file = Self.regularFile(buildDirectory + "/" + relative) {
+        if !relative.isEmpty, let file = Self.regularFile(relative, in: buildDirectory) {
             return try await serve(file, path: path, request: request, context: context)
         }
-        if !relative.isEmpty, Self.isDirectory(buildDirectory + "/" + relative),
-            let file = Self.regularFile(buildDirectory + "/" + relative + "/index.html")
-        {
+        if !relative.isEmpty, let file = Self.regularFile(relative + "/index.html", in: buildDirectory) {
             return try await serve(file, path: path + "/index.html", request: request, context: context)
         }
         // A missing script is an error, not the page (the original's rule too).
         if relative.hasSuffix(".js") { throw APIError(.notFound, "Not Found") }
-        guard let index = Self.regularFile(buildDirectory + "/index.html") else { return nil }
+        guard let index = Self.regularFile("index.html", in: buildDirectory) else { return nil }
         return try await serve(index, path: "/index.html", request: request, context: context)
     }
 
@@ -97,8 +95,12 @@ struct WebApp: Sendable {
         let modified: Date
     }
 
-    static func regularFile(_ path: String) -> File? {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+    /// A regular file at `relative` below `root` whose real path (links resolved) is still below the root's.
+    static func regularFile(_ relative: String, in root: String) -> File? {
+        let base = URL(fileURLWithPath: root).resolvingSymlinksInPath().path
+        let path = URL(fileURLWithPath: root + "/" + relative).resolvingSymlinksInPath().path
+        guard path.hasPrefix(base + "/"),
+            let attributes = try? FileManager.default.attributesOfItem(atPath: path),
             attributes[.type] as? FileAttributeType == .typeRegular
         else { return nil }
         return File(
@@ -106,17 +108,14 @@ struct WebApp: Sendable {
             modified: attributes[.modificationDate] as? Date ?? Date(timeIntervalSince1970: 0))
     }
 
-    static func isDirectory(_ path: String) -> Bool {
-        var directory: ObjCBool = false
-        return FileManager.default.fileExists(atPath: path, isDirectory: &directory) && directory.boolValue
-    }
-
-    /// The request path as a path below the root: percent-decoded, no empty, `.` or `..` segments, no NUL.
+    /// The request path as a path below the root: percent-decoded, cut at every `/` byte (whatever follows it), no
+    /// empty, `.` or `..` segments, no NUL or backslash.
     static func safeRelativePath(_ path: String) -> String? {
-        guard let decoded = path.removingPercentEncoding, !decoded.contains("\0"), !decoded.contains("\\") else { return nil }
-        let segments = decoded.split(separator: "/", omittingEmptySubsequences: true)
-        guard !segments.contains(where: { $0 == ".." || $0 == "." }) else { return nil }
-        return segments.joined(separator: "/")
+        guard let decoded = path.removingPercentEncoding, !decoded.utf8.contains(0), !decoded.utf8.contains(UInt8(ascii: "\\"))
+        else { return nil }
+        let segments = decoded.utf8.split(separator: UInt8(ascii: "/")).map { Array($0) }
+        guard !segments.contains(where: { $0 == Array("..".utf8) || $0 == Array(".".utf8) }) else { return nil }
+        return segments.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")
     }
 
     static let types: [String: String] = [
@@ -287,11 +286,12 @@ struct WebApp: Sendable {
 
     /// The original's web manifest (name from `WEBUI_NAME`), keys in its order.
     var manifest: String {
+        let description = JSONValue.string(name + " is an open, extensible, user-friendly interface for AI that adapts to your workflow.").jsonText
         let name = JSONValue.string(name).jsonText
         let icons = ["any", "maskable"].map {
             #"{"src":"/static/logo.png","type":"image/png","sizes":"500x500","purpose":"\#($0)"}"#
         }
-        return ##"{"name":\##(name),"short_name":\##(name),"description":"Open WebUI is an open, extensible, user-friendly interface for AI that adapts to your workflow.","start_url":"/","display":"standalone","background_color":"#343541","icons":[\##(icons.joined(separator: ","))],"share_target":{"action":"/","method":"GET","params":{"text":"shared"}}}"##
+        return ##"{"name":\##(name),"short_name":\##(name),"description":\##(description),"start_url":"/","display":"standalone","background_color":"#343541","icons":[\##(icons.joined(separator: ","))],"share_target":{"action":"/","method":"GET","params":{"text":"shared"}}}"##
     }
 
     /// The original's OpenSearch description (addresses from `WEBUI_URL`).

@@ -124,7 +124,9 @@ enum Chunker {
             if !joined.isEmpty { sections.append(joined) }
             blocks = []
         }
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // Lines end at every line feed, also one inside a CR LF pair (a single Character to Swift), as the
+        // original's `split("\n")` cuts them; the trim then drops the carriage return.
+        for raw in text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map(Substring.init) {
             // Trimmed of white space (by scalar, as Foundation trims), then without ASCII control characters (tabs
             // included). Standard library only: Foundation's string calls were most of this service's work.
             var line = String(trimmedWhitespace(raw))

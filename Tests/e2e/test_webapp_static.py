@@ -32,6 +32,7 @@ def test_client_routes_answer_the_app_page(stack):
     # A missing script is a 404, not the page; so is any path leaving the build.
     expect_error(get(stack, "/_app/immutable/missing.js"), 404, "Not Found")
     expect_error(get(stack, "/%2e%2e/%2e%2e/etc/passwd"), 404, "Not Found")
+    expect_error(get(stack, "/..%2F%CC%81x"), 404, "Not Found")
     assert requests.post(stack.base + "/c/abc", timeout=10).status_code == 404
 
 

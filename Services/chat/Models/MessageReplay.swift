@@ -70,10 +70,16 @@ enum MessageReplay {
             file["type"]?.stringValue == "image" || isRasterImage(file["content_type"]?.stringValue)
         }
         guard !images.isEmpty, case .string(let text) = message["content"] ?? .string("") else { return value }
+        // Only addresses a provider can fetch or decode: an uploaded image is stored as its file id, which the
+        // original turns into a data URL; Skiff does not yet, and a bare id would make the provider refuse every
+        // later turn of the chat.
         let parts = images.compactMap { file -> JSONValue? in
-            guard let url = file["url"]?.stringValue, !url.isEmpty else { return nil }
+            guard let url = file["url"]?.stringValue,
+                url.hasPrefix("data:image/") || url.hasPrefix("https://") || url.hasPrefix("http://")
+            else { return nil }
             return .object(["type": .string("image_url"), "image_url": .object(["url": .string(url)])])
         }
+        guard !parts.isEmpty else { return value }
         message["content"] = .array([.object(["type": .string("text"), "text": .string(text)])] + parts)
         return .object(message)
     }
