@@ -282,12 +282,17 @@ def flow_rename_chat(ui: UI) -> None:
     expect(chat_item(page, ui.chat_id).locator(f'a[href="/c/{ui.chat_id}"]')).to_contain_text(ui.chat_title)
 
 
+def chat_menu_action(ui: UI, label: str, route: str) -> dict:
+    """Chooses `label` in the chat's sidebar menu and returns the answer of the POST it makes to `route`."""
+    open_chat_menu(ui.page, ui.chat_id)
+    with ui.page.expect_response(is_api("POST", rf"/api/v1/chats/{ui.chat_id}/{route}")) as r:
+        menu_item(ui.page, label).click()  # [ChatMenu.svelte:436-451, 497-512]
+    return r.value.json()
+
+
 def flow_pin_chat(ui: UI) -> None:
     page = ui.page
-    open_chat_menu(page, ui.chat_id)
-    with page.expect_response(is_api("POST", rf"/api/v1/chats/{ui.chat_id}/pin")) as r:
-        menu_item(page, "Pin").click()  # [ChatMenu.svelte:436-451]
-    assert r.value.json()["pinned"] is True
+    assert chat_menu_action(ui, "Pin", "pin")["pinned"] is True
     # a "Pinned" folder now heads the list (Folder id=sidebar-pinned-chats renders no DOM id) [Sidebar.svelte:1667-1669]
     expect(page.locator("#sidebar").get_by_text("Pinned", exact=True)).to_be_visible()
     open_chat_menu(page, ui.chat_id)
@@ -297,10 +302,7 @@ def flow_pin_chat(ui: UI) -> None:
 
 def flow_archive_chat(ui: UI) -> None:
     page = ui.page
-    open_chat_menu(page, ui.chat_id)
-    with page.expect_response(is_api("POST", rf"/api/v1/chats/{ui.chat_id}/archive")) as r:
-        menu_item(page, "Archive").click()  # [ChatMenu.svelte:497-512]
-    assert r.value.json()["archived"] is True
+    assert chat_menu_action(ui, "Archive", "archive")["archived"] is True
     expect(chat_item(page, ui.chat_id)).to_have_count(0)
     # archiving the open chat navigates to / [spec:50]
     page.wait_for_url(BASE_URL + "/")
