@@ -146,3 +146,14 @@ def test_docs_is_html(stack):
 
 def test_unknown_route_is_json_404(stack, admin):
     expect_error(stack.get("/api/v1/nope", admin["token"]), 404)
+
+
+def test_config_for_a_pending_user(stack, admin, make_user):
+    """A pending user gets every feature flag and the waiting screen's texts, and nothing of a verified user's."""
+    pending = make_user(role="pending")
+    body = expect_ok(stack.get("/api/config", pending["token"]))
+    verified = expect_ok(stack.get("/api/config", admin["token"]))
+    assert body["features"] == verified["features"]
+    assert body["ui"] == {"pending_user_overlay_title": verified["ui"]["pending_user_overlay_title"],
+                          "pending_user_overlay_content": verified["ui"]["pending_user_overlay_content"]}
+    assert "permissions" not in body and "default_models" not in body
