@@ -75,7 +75,11 @@ let rag = RAG(
     client: httpClient, baseURL: env.string("SKIFF_RETRIEVAL_URL", default: "http://127.0.0.1:8084"),
     internalSecret: config.internalSecret)
 let chatTasks = ChatTasks(
-    history: history, relay: providerRelay, registry: registry, rag: rag, redis: runtime.redis, logger: runtime.logger,
+    history: history, relay: providerRelay, registry: registry, rag: rag,
+    images: ImageInliner(
+        client: httpClient, baseURL: env.string("SKIFF_FILES_URL", default: "http://127.0.0.1:8083"),
+        internalSecret: config.internalSecret),
+    redis: runtime.redis, logger: runtime.logger,
     taskModel: env.string("TASK_MODEL"), taskModelExternal: env.string("TASK_MODEL_EXTERNAL"))
 let modelsController = ModelsController(registry: registry, policies: policies, owners: OwnerLookup(auth: auth))
 router.addRoutes(modelsController.listRoutes, atPath: "/api/models")

@@ -681,25 +681,38 @@ def test_task_mode_documents_answer_the_stored_question(mstack, madmin, provider
 
 
 def test_task_mode_images_the_provider_can_read(mstack, madmin, provider, clients):
-    """A stored user message's images go to the provider as `image_url` parts when they are data or web URLs; an
-    uploaded image stored by its file id is left out (sent, it would make the provider refuse every later turn)."""
+    """A stored user message's images go to the provider as `image_url` parts: data and web URLs as they are, an
+    uploaded image (its file id or content address, as the web app stores it) as a data URL of the file's bytes,
+    read as the caller; an id no readable file has is left out (sent, the provider would refuse every later turn)."""
+    import base64
+
+    from test_retrieval import upload
+
     token = madmin["token"]
     sock = clients(mstack, token=token, join_token=token)
     until(lambda: sock.join_acks)
-    pixel = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+    pixel = "data:image/png;base64," + base64.b64encode(png).decode()
+    uploaded = upload(mstack, madmin, name="dot.png", data=png, content_type="image/png")
+    missing = "0b0c9a52-1d7e-4a41-9a52-6a0f3c1d2e11"
     body = _webapp_turn(sock, "fake-gpt", text="What is in these?", user_id="u1", answer_id="a1", parent_id=None)
     body["user_message"]["files"] = [
-        {"type": "image", "url": pixel, "content_type": "image/png"},
-        {"type": "image", "url": "0b0c9a52-1d7e-4a41-9a52-6a0f3c1d2e11", "content_type": "image/png"},
+        {"type": "image", "url": "https://example.com/cat.png"},
+        {"type": "image", "url": uploaded["id"], "content_type": "image/png"},
+        {"type": "image", "url": f"/api/v1/files/{uploaded['id']}/content"},
+        {"type": "image", "url": missing, "content_type": "image/png"},
     ]
     before = len(provider.chat_requests())
     chat_id = expect_ok(mstack.post("/api/chat/completions", token, json=body))["chat_id"]
     _answered(mstack, token, chat_id, "a1")
     assert _conversation_sent(provider, before) == [{"role": "user", "content": [
-        {"type": "text", "text": "What is in these?"}, {"type": "image_url", "image_url": {"url": pixel}}]}]
-    # Only the uploaded one: the message stays plain text.
+        {"type": "text", "text": "What is in these?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+        {"type": "image_url", "image_url": {"url": pixel}},
+        {"type": "image_url", "image_url": {"url": pixel}}]}]
+    # Only an unreadable one: the message stays plain text.
     body = _webapp_turn(sock, "fake-gpt", text="And this?", user_id="u2", answer_id="a2", parent_id=None)
-    body["user_message"]["files"] = [{"type": "image", "url": "0b0c9a52-1d7e-4a41-9a52-6a0f3c1d2e11"}]
+    body["user_message"]["files"] = [{"type": "image", "url": missing}]
     before = len(provider.chat_requests())
     chat_id = expect_ok(mstack.post("/api/chat/completions", token, json=body))["chat_id"]
     _answered(mstack, token, chat_id, "a2")

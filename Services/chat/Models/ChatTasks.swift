@@ -17,6 +17,7 @@ final class ChatTasks: Sendable {
     let relay: ProviderRelay
     let registry: ModelRegistry
     let rag: RAG
+    let images: ImageInliner
     let redis: RedisClient
     let logger: Logger
     /// `TASK_MODEL` (for local models) and `TASK_MODEL_EXTERNAL` (others): what writes titles; the chat's model
@@ -37,13 +38,15 @@ final class ChatTasks: Sendable {
     static func eventsKey(_ taskID: String) -> String { "skiff:task:" + taskID + ":events" }
 
     init(
-        history: ChatHistory, relay: ProviderRelay, registry: ModelRegistry, rag: RAG, redis: RedisClient, logger: Logger,
+        history: ChatHistory, relay: ProviderRelay, registry: ModelRegistry, rag: RAG, images: ImageInliner, redis: RedisClient,
+        logger: Logger,
         taskModel: String?, taskModelExternal: String?
     ) {
         self.history = history
         self.relay = relay
         self.registry = registry
         self.rag = rag
+        self.images = images
         self.redis = redis
         self.logger = logger
         self.taskModel = taskModel
@@ -128,7 +131,7 @@ final class ChatTasks: Sendable {
             }
         }
         var request = body
-        if let messages { request["messages"] = .array(messages) }
+        if let messages { request["messages"] = .array(await images.inline(messages, user: user)) }
         let sources = await rag.sourcesOrNone(for: request, user: user)
         if let sources { RAG.apply(sources.value, to: &request) }
         let prepared = try ProviderRequest.make(body: request, entry: entry, base: base, settings: settings, user: user)

@@ -70,12 +70,12 @@ enum MessageReplay {
             file["type"]?.stringValue == "image" || isRasterImage(file["content_type"]?.stringValue)
         }
         guard !images.isEmpty, case .string(let text) = message["content"] ?? .string("") else { return value }
-        // Only addresses a provider can fetch or decode: an uploaded image is stored as its file id, which the
-        // original turns into a data URL; Skiff does not yet, and a bare id would make the provider refuse every
-        // later turn of the chat.
+        // Data and web URLs as they are; an uploaded image (its file id) for `ImageInliner` to turn into a data
+        // URL; anything else is left out (the provider would refuse it, and every later turn with it).
         let parts = images.compactMap { file -> JSONValue? in
             guard let url = file["url"]?.stringValue,
                 url.hasPrefix("data:image/") || url.hasPrefix("https://") || url.hasPrefix("http://")
+                    || ImageInliner.fileID(url) != nil
             else { return nil }
             return .object(["type": .string("image_url"), "image_url": .object(["url": .string(url)])])
         }
