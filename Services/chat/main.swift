@@ -94,6 +94,11 @@ router.addRoutes(providerRoutes.openAIRoutes, atPath: "/openai")
 router.addRoutes(providerRoutes.ollamaRoutes, atPath: "/ollama")
 let taskRoutes = TaskRoutes(tasks: chatTasks, history: history)
 router.addRoutes(taskRoutes.routes, atPath: "/api/tasks")
+// Channels are not built yet: the list the web app's sidebar asks for is empty.
+router.get("/api/v1/channels") { _, context -> Response in
+    _ = try context.requireVerified()
+    return JSONResponse.text("[]")
+}
 let taskStops = try RedisSubscriber(
     address: RedisAddress(url: config.redisURL), channels: [ChatTasks.stopChannel], logger: runtime.logger
 ) { message in

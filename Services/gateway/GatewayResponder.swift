@@ -61,12 +61,11 @@ struct GatewayResponder: HTTPResponder {
             return try JSONResponse.make(await openAPI.build())
         case (.get, "/api/changelog"):
             return JSONResponse.text(changelog)
-        case (.get, "/api/version/updates"), (.get, "/api/v1/terminals"), (.get, "/api/v1/terminals/"), (.get, "/api/v1/channels"),
-            (.get, "/api/v1/channels/"):
-            // Signed-in, not pending. No update check (ENABLE_VERSION_UPDATE_CHECK is off), no terminal servers, and
-            // no channels yet (the list the web app's sidebar asks for is empty).
+        case (.get, "/api/version/updates"), (.get, "/api/v1/terminals"), (.get, "/api/v1/terminals/"):
+            // Routes no service owns, for signed-in, verified callers: no update check (ENABLE_VERSION_UPDATE_CHECK
+            // is off) and no terminal servers.
             guard let caller = try await authenticator.identify(request, path: path) else { throw APIError.notAuthenticated }
-            guard caller.role != "pending" else { throw APIError(.unauthorized, ErrorText.accessProhibited) }
+            guard caller.isVerified else { throw APIError.accessProhibited }
             if path == "/api/version/updates" {
                 return try JSONResponse.make(["current": SkiffVersion.openWebUI, "latest": SkiffVersion.openWebUI])
             }

@@ -21,6 +21,9 @@ struct WebApp: Sendable {
     let name: String
     /// `WEBUI_URL`: the public address for the search description.
     let url: String
+    /// The two roots with their links resolved, once: a served file's real path must lie below one of them.
+    private let buildRoot: String
+    private let staticRoot: String
     private let fileIO = FileIO(threadPool: .singleton)
     private let compressed = NIOLockedValueBox<[String: Compressed]>([:])
 
@@ -38,7 +41,11 @@ struct WebApp: Sendable {
         let name = env.string("WEBUI_NAME", default: "Open WebUI")
         self.name = name == "Open WebUI" ? name : name + " (Open WebUI)"
         url = Self.trimmed(env.string("WEBUI_URL", default: ""))
+        buildRoot = Self.resolved(buildDirectory)
+        staticRoot = Self.resolved(staticDirectory)
     }
+
+    static func resolved(_ path: String) -> String { URL(fileURLWithPath: path).resolvingSymlinksInPath().path }
 
     static func trimmed(_ path: String) -> String { path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path }
 
@@ -68,22 +75,22 @@ struct WebApp: Sendable {
         guard let relative = Self.safeRelativePath(path) else { throw APIError(.notFound, "Not Found") }
         if relative.hasPrefix("static/") {
             let name = String(relative.dropFirst("static/".count))
-            for root in [staticDirectory, buildDirectory + "/static"] {
-                if let file = Self.regularFile(name, in: root) {
+            for (root, base) in [(staticRoot, staticRoot), (buildRoot + "/static", buildRoot)] {
+                if let file = Self.regularFile(name, in: root, below: base) {
                     return try await serve(file, path: path, request: request, context: context)
                 }
             }
             throw APIError(.notFound, "Not Found")
         }
-        if !relative.isEmpty, let file = Self.regularFile(relative, in: buildDirectory) {
+        if !relative.isEmpty, let file = Self.regularFile(relative, in: buildRoot, below: buildRoot) {
             return try await serve(file, path: path, request: request, context: context)
         }
-        if !relative.isEmpty, let file = Self.regularFile(relative + "/index.html", in: buildDirectory) {
+        if !relative.isEmpty, let file = Self.regularFile(relative + "/index.html", in: buildRoot, below: buildRoot) {
             return try await serve(file, path: path + "/index.html", request: request, context: context)
         }
         // A missing script is an error, not the page (the original's rule too).
         if relative.hasSuffix(".js") { throw APIError(.notFound, "Not Found") }
-        guard let index = Self.regularFile("index.html", in: buildDirectory) else { return nil }
+        guard let index = Self.regularFile("index.html", in: buildRoot, below: buildRoot) else { return nil }
         return try await serve(index, path: "/index.html", request: request, context: context)
     }
 
@@ -95,10 +102,9 @@ struct WebApp: Sendable {
         let modified: Date
     }
 
-    /// A regular file at `relative` below `root` whose real path (links resolved) is still below the root's.
-    static func regularFile(_ relative: String, in root: String) -> File? {
-        let base = URL(fileURLWithPath: root).resolvingSymlinksInPath().path
-        let path = URL(fileURLWithPath: root + "/" + relative).resolvingSymlinksInPath().path
+    /// A regular file at `relative` in `root` whose real path (links resolved) is still below `base` (resolved).
+    static func regularFile(_ relative: String, in root: String, below base: String) -> File? {
+        let path = resolved(root + "/" + relative)
         guard path.hasPrefix(base + "/"),
             let attributes = try? FileManager.default.attributesOfItem(atPath: path),
             attributes[.type] as? FileAttributeType == .typeRegular
@@ -140,22 +146,6 @@ struct WebApp: Sendable {
             || type == "font/otf" || type == "image/x-icon"
     }
 
-    static func httpDate(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return formatter.string(from: date)
-    }
-
-    static func parseHTTPDate(_ text: String) -> Date? {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return formatter.date(from: text)
-    }
-
     static let acceptRanges = HTTPField.Name("Accept-Ranges")!
     static let contentRange = HTTPField.Name("Content-Range")!
     static let vary = HTTPField.Name("Vary")!
@@ -165,7 +155,7 @@ struct WebApp: Sendable {
         let modified = Int(file.modified.timeIntervalSince1970)
         let tag = "\"" + String(file.size, radix: 16) + "-" + String(modified, radix: 16) + "\""
         var headers: HTTPFields = [
-            .contentType: type, .eTag: tag, .lastModified: Self.httpDate(file.modified), Self.acceptRanges: "bytes",
+            .contentType: type, .eTag: tag, .lastModified: HTTPDate.format(file.modified), Self.acceptRanges: "bytes",
         ]
         headers[.cacheControl] = path.hasPrefix("/_app/immutable/") ? "public, max-age=31536000, immutable" : "no-cache"
         let canCompress = Self.compressible(type) && file.size > 256 && file.size <= Self.largestCompressed
@@ -176,7 +166,7 @@ struct WebApp: Sendable {
             if tags.contains("*") || tags.contains(where: { Self.sameTag($0, tag) }) {
                 return Response(status: .notModified, headers: headers)
             }
-        } else if let since = request.headers[.ifModifiedSince].flatMap(Self.parseHTTPDate), modified <= Int(since.timeIntervalSince1970) {
+        } else if let since = request.headers[.ifModifiedSince].flatMap(HTTPDate.parse), modified <= since {
             return Response(status: .notModified, headers: headers)
         }
 
@@ -215,13 +205,13 @@ struct WebApp: Sendable {
         return given == tag
     }
 
+    /// Whether `Accept-Encoding` takes gzip (named or `*`, without `q=0`).
     static func acceptsGzip(_ header: String?) -> Bool {
-        guard let header else { return false }
-        for part in header.split(separator: ",") {
+        for part in (header ?? "").split(separator: ",") {
             let pieces = part.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
             guard pieces.first == "gzip" || pieces.first == "*" else { continue }
-            if pieces.dropFirst().contains(where: { $0 == "q=0" || $0 == "q=0.0" || $0 == "q=0.00" || $0 == "q=0.000" }) { return false }
-            return true
+            let quality = pieces.dropFirst().first { $0.hasPrefix("q=") }.flatMap { Double($0.dropFirst(2)) } ?? 1
+            return quality > 0
         }
         return false
     }

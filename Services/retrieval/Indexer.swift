@@ -107,6 +107,11 @@ struct Indexer: Sendable {
     /// The file's chunks with the original's metadata keys.
     func chunked(fileID: String, text: String) async throws -> [Chunk] {
         guard let file = try await knowledge.file(fileID) else { return [] }
+        return try await chunked(file, text: text)
+    }
+
+    func chunked(_ file: KnownFile, text: String) async throws -> [Chunk] {
+        let fileID = file.id
         let meta = JSONValue.parse(file.meta)?.objectValue ?? [:]
         let hash = Self.sha256(text)
         var base: [String: JSONValue] = [
@@ -149,7 +154,7 @@ struct Indexer: Sendable {
         }
         // The file's own chunks, when they were cut from this text and embedded as the engine embeds now, are the
         // same rows: copied, not cut and embedded again.
-        let pieces = try await chunked(fileID: fileID, text: content)
+        let pieces = try await chunked(file, text: content)
         if try await chunks.copy(from: "file-" + fileID, into: knowledgeID, matching: pieces) { return }
         try await chunks.add(pieces, collection: knowledgeID, fileID: fileID)
     }

@@ -87,13 +87,10 @@ struct ProviderRequest: Sendable {
             body["messages"] = .array(messages)
         }
         let stream = body["stream"]?.boolValue ?? false
+        try checkConnection(base, settings: settings)
         switch base.source {
         case .openAI(let index):
-            let connections = settings.openAI
-            guard settings.enableOpenAI == true, index < connections.count else {
-                throw openAIDisabled
-            }
-            let connection = connections[index]
+            let connection = settings.openAI[index]
             for (key, value) in params where body[key] == nil {
                 if floatParams.contains(key), let number = value.doubleValue {
                     body[key] = .double(number)
@@ -112,11 +109,8 @@ struct ProviderRequest: Sendable {
                 url: connection.url + "/chat/completions", authorization: connection.authorization, body: body, ollama: false,
                 stream: stream, requestedModel: entry.id)
         case .ollama(let indexes):
-            let connections = settings.ollama
-            guard settings.enableOllama == true, let index = indexes.randomElement(), index < connections.count else {
-                throw ollamaDisabled
-            }
-            let connection = connections[index]
+            guard let index = indexes.randomElement() else { throw ollamaDisabled }
+            let connection = settings.ollama[index]
             var options = body["options"]?.objectValue ?? [:]
             for (key, value) in params where options[key] == nil { options[key] = value }
             if !options.isEmpty { body["options"] = .object(options) }
